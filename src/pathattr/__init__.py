@@ -1,0 +1,52 @@
+"""pathattr: path-based feature attribution for PyTorch models.
+
+Every method is baseline x path x integrator x aggregation on one batched engine. Start with
+:class:`IntegratedGradients`; see the README for the full list.
+"""
+
+from . import baselines, integrators, paths
+from .errors import InputValidationError, NoGradientError, NonFiniteError, PathattrError, TargetError
+from .forward import Cost
+from .integrators import IDGIIntegrator, RiemannIntegrator, SplitIntegrator, quadrature
+from .methods import (
+    ExpectedGradients,
+    InputXGradient,
+    IntegratedGradients,
+    NoiseTunnel,
+    Saliency,
+    expected_gradients,
+    input_x_gradient,
+    integrated_gradients,
+    noise_tunnel,
+    saliency,
+)
+from .result import Explanation
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Cost",
+    "ExpectedGradients",
+    "Explanation",
+    "IDGIIntegrator",
+    "InputValidationError",
+    "InputXGradient",
+    "IntegratedGradients",
+    "NoGradientError",
+    "NoiseTunnel",
+    "NonFiniteError",
+    "PathattrError",
+    "RiemannIntegrator",
+    "Saliency",
+    "SplitIntegrator",
+    "TargetError",
+    "baselines",
+    "expected_gradients",
+    "input_x_gradient",
+    "integrated_gradients",
+    "integrators",
+    "noise_tunnel",
+    "paths",
+    "quadrature",
+    "saliency",
+]

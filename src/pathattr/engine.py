@@ -1,0 +1,136 @@
+"""The batching engine: one planner for every method.
+
+Work is a list of *rows* (examples x baselines x steps, or examples x references at one step of a sequential
+path). :func:`chunk_ranges` splits rows into chunks of at most ``internal_batch_size``; results are
+accumulated as running sums, so memory is bounded by the chunk size and results do not depend on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import torch
+from torch import Tensor
+
+from .errors import InputValidationError
+from .forward import ModelFunction
+from .integrators import Evaluation, Integrator, PathInfo
+from .paths.base import ParametricPath
+
+#: default budget of input elements per chunk when ``internal_batch_size`` is None
+AUTO_ELEMENT_BUDGET = 1 << 22
+
+
+def resolve_chunk_size(internal_batch_size: int | None, n_rows: int, row_numel: int = 1) -> int:
+    """Rows per forward call.
+
+    ``None`` picks ``max(1, AUTO_ELEMENT_BUDGET // row_numel)`` rows (about 27 rows of a 224x224 RGB image,
+    all rows of small tabular inputs); an int must be positive.
+    """
+    if internal_batch_size is None:
+        return max(1, min(n_rows, AUTO_ELEMENT_BUDGET // max(1, row_numel)))
+    if isinstance(internal_batch_size, bool) or not isinstance(internal_batch_size, int) or internal_batch_size < 1:
+        raise InputValidationError(
+            f"`internal_batch_size` must be a positive int or None, got {internal_batch_size!r}.",
+            "internal_batch_size",
+        )
+    return internal_batch_size
+
+
+def row_numel(inputs: Sequence[Tensor]) -> int:
+    """Scalar input features per row (all inputs together)."""
+    return sum(int(t[0].numel()) for t in inputs)
+
+
+def chunk_ranges(n_rows: int, chunk_size: int) -> Iterator[tuple[int, int]]:
+    """Consecutive ``(start, stop)`` ranges covering ``range(n_rows)``."""
+    for start in range(0, n_rows, chunk_size):
+        yield start, min(start + chunk_size, n_rows)
+
+
+def outputs_in_chunks(
+    model: ModelFunction, points: Sequence[Tensor], example_index: Tensor, internal_batch_size: int | None
+) -> Tensor:
+    """Target outputs ``[n]`` of ``n`` rows, evaluated without gradients in chunks."""
+    n = points[0].shape[0]
+    size = resolve_chunk_size(internal_batch_size, n, row_numel(points))
+    parts = [
+        model.outputs(tuple(t[a:b] for t in points), example_index[a:b]) for a, b in chunk_ranges(n, size)
+    ]
+    return torch.cat(parts)
+
+
+def gradients_in_chunks(
+    model: ModelFunction, points: Sequence[Tensor], example_index: Tensor, internal_batch_size: int | None
+) -> tuple[tuple[Tensor, ...], Tensor]:
+    """Gradients (per input ``[n, *S]``) and target outputs ``[n]`` of ``n`` rows, in chunks."""
+    n = points[0].shape[0]
+    size = resolve_chunk_size(internal_batch_size, n, row_numel(points))
+    grads: list[list[Tensor]] = [[] for _ in points]
+    outs = []
+    for a, b in chunk_ranges(n, size):
+        g, o = model.gradients(tuple(t[a:b] for t in points), example_index[a:b])
+        for acc, gi in zip(grads, g):
+            acc.append(gi)
+        outs.append(o)
+    return tuple(torch.cat(g) for g in grads), torch.cat(outs)
+
+
+def integrate_parametric_path(
+    model: ModelFunction,
+    path: ParametricPath,
+    integrator: Integrator,
+    internal_batch_size: int | None,
+    inputs: tuple[Tensor, ...],
+    end_outputs: Tensor,
+) -> tuple[tuple[Tensor, ...], dict, Tensor]:
+    """Evaluate every node of every path and integrate; attributions are averaged over each example's paths.
+
+    Rows are ordered path-major (all nodes of path 0, then path 1, ...) and cut into chunks of at most
+    ``internal_batch_size`` rows, so chunks may split examples, baselines and steps alike.
+
+    Args:
+        model: the bound forward function.
+        path: the paths to integrate along (``n_paths = B * k``, path ``p`` explains example ``p // k``).
+        integrator: how gradients become attributions.
+        internal_batch_size: rows per forward call (None: automatic).
+        inputs: the explained inputs ``[B, *S]`` (shape, dtype and device of the attributions).
+        end_outputs: ``f`` at the input end of every path, ``[n_paths]``.
+
+    Returns:
+        attributions (one ``[B, *S]`` tensor per input, mean over each example's paths), the integrator's
+        extras, and ``f`` at the baseline end of every path (``[n_paths]``).
+    """
+    n_paths, n_nodes = path.n_paths, path.n_nodes
+    batch = inputs[0].shape[0]
+    all_paths = torch.arange(n_paths, device=end_outputs.device)
+    example = path.example_index(all_paths)
+    size = resolve_chunk_size(internal_batch_size, n_paths * n_nodes, row_numel(inputs))
+    start_outputs = torch.cat([
+        model.outputs(path.start_points(all_paths[a:b]), example[a:b]) for a, b in chunk_ranges(n_paths, size)
+    ])
+    info = PathInfo(
+        n_paths=n_paths,
+        output_index=example,
+        n_outputs=batch,
+        like=inputs,
+        start_outputs=start_outputs,
+        end_outputs=end_outputs,
+        direction=path.direction,
+        scale=batch / n_paths,
+    )
+    acc = integrator.accumulator(info)
+    for a, b in chunk_ranges(n_paths * n_nodes, size):
+        flat = torch.arange(a, b, device=end_outputs.device)
+        p, j = flat // n_nodes, flat % n_nodes
+        points = path.points(p, j)
+        grads, outs = model.gradients(points, path.example_index(p))
+        disp = path.displacements(p, j, points) if integrator.uses_displacements else None
+        acc.update(Evaluation(p, j, grads, outs, disp))
+    result = acc.result()
+    return result, acc.extras, start_outputs
+
+
+def mean_over_paths(per_path: Sequence[Tensor], batch_size: int) -> tuple[Tensor, ...]:
+    """Average per-path tensors ``[B * K, ...]`` over the ``K`` paths of each example."""
+    return tuple(t.reshape(batch_size, -1, *t.shape[1:]).mean(1) for t in per_path)

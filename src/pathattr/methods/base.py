@@ -1,0 +1,117 @@
+"""The shared shape of every attribution method (Captum-style construction, then ``attribute``)."""
+
+from __future__ import annotations
+
+import contextlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from torch import Tensor
+
+from ..forward import (
+    Cost,
+    ModelFunction,
+    TargetType,
+    TensorOrTuple,
+    as_tuple,
+    model_guard,
+    restore_structure,
+    track_cost,
+)
+from ..result import Explanation, completeness
+
+
+@dataclass
+class Session:
+    """State of one ``explain`` call: validated inputs, the bound model and ``f_c(x)``."""
+
+    method: AttributionMethod
+    inputs: tuple[Tensor, ...]
+    original: TensorOrTuple
+    model: ModelFunction
+    outputs: Tensor
+    cost: Cost
+
+    @property
+    def batch_size(self) -> int:
+        return self.inputs[0].shape[0]
+
+    def explanation(
+        self,
+        attributions: tuple[Tensor, ...],
+        hyperparameters: dict[str, Any],
+        baseline_outputs: Tensor | None = None,
+        extras: dict[str, Any] | None = None,
+    ) -> Explanation:
+        """Package attributions with their completeness gap, cost and settings."""
+        delta = relative = None
+        if baseline_outputs is not None:
+            delta, relative = completeness(attributions, self.outputs, baseline_outputs)
+        target = self.model.target if isinstance(self.model.target, Tensor) else None
+        return Explanation(
+            attributions=restore_structure([a.detach() for a in attributions], self.original),
+            method=self.method.name,
+            target=target,
+            outputs=self.outputs,
+            baseline_outputs=baseline_outputs,
+            convergence_delta=delta,
+            relative_delta=relative,
+            cost=self.cost,
+            hyperparameters=hyperparameters,
+            extras=extras or {},
+        )
+
+
+class AttributionMethod(ABC):
+    """Base class: ``Method(forward_func).attribute(inputs, ...)`` as in Captum, ``.explain(...)`` for the
+    rich :class:`~pathattr.result.Explanation`.
+
+    Args:
+        forward_func: an ``nn.Module`` or callable ``(*inputs, *additional_forward_args) -> [B] or [B, C]``.
+        eval_mode: put the model's modules in eval mode during attribution (restored afterwards). Keeps
+            dropout and batch-norm from making attributions depend on batch composition.
+    """
+
+    name: str = "method"
+    #: whether ``attribute(..., return_convergence_delta=True)`` is supported
+    has_delta: bool = True
+
+    def __init__(self, forward_func: Callable[..., Any], eval_mode: bool = True) -> None:
+        self.forward_func = forward_func
+        self.eval_mode = eval_mode
+
+    def has_convergence_delta(self) -> bool:
+        """Captum's capability flag."""
+        return self.has_delta
+
+    @abstractmethod
+    def explain(self, inputs: TensorOrTuple, *args: Any, **kwargs: Any) -> Explanation:
+        """Compute attributions and return the rich result."""
+
+    def attribute(
+        self, inputs: TensorOrTuple, *args: Any, return_convergence_delta: bool = False, **kwargs: Any
+    ) -> TensorOrTuple | tuple[TensorOrTuple, Tensor]:
+        """Captum's return convention: the attributions (same structure as ``inputs``), or
+        ``(attributions, convergence_delta)`` if ``return_convergence_delta``. Arguments as in :meth:`explain`.
+        """
+        result = self.explain(inputs, *args, **kwargs)
+        if return_convergence_delta:
+            if result.convergence_delta is None:
+                raise NotImplementedError(f"{self.name} has no convergence delta.")
+            return result.attributions, result.convergence_delta
+        return result.attributions
+
+    @contextlib.contextmanager
+    def session(
+        self, inputs: TensorOrTuple, target: TargetType, additional_forward_args: Any
+    ) -> Iterator[Session]:
+        """Validate inputs, guard the model, count cost and fix the target for one call."""
+        items = as_tuple(inputs)
+        cost = Cost()
+        model = ModelFunction(self.forward_func, items[0].shape[0], additional_forward_args, cost)
+        with model_guard(self.forward_func, self.eval_mode), track_cost(cost, items[0].device):
+            outputs = model.resolve_target(target, items)
+            yield Session(self, items, inputs, model, outputs, cost)
+
