@@ -51,7 +51,7 @@ class Zeros(Baseline):
     name = "zeros"
 
     def __call__(self, x: Tensor, generator: torch.Generator) -> Tensor:
-        return torch.zeros_like(x).unsqueeze(1)
+        return x.new_zeros((1, 1, *x.shape[1:]))
 
 
 @dataclass
@@ -62,7 +62,7 @@ class Constant(Baseline):
     name = "constant"
 
     def __call__(self, x: Tensor, generator: torch.Generator) -> Tensor:
-        return torch.full_like(x, float(self.value)).unsqueeze(1)
+        return x.new_full((1, 1, *x.shape[1:]), float(self.value))
 
 
 @dataclass

@@ -3,6 +3,8 @@
 Work is a list of *rows* (examples x baselines x steps, or examples x references at one step of a sequential
 path). :func:`chunk_ranges` splits rows into chunks of at most ``internal_batch_size``; results are
 accumulated as running sums, so memory is bounded by the chunk size and results do not depend on it.
+
+How to build a new method on the engine: docs/engine.md.
 """
 
 from __future__ import annotations

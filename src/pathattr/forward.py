@@ -307,6 +307,12 @@ class ModelFunction:
         self.cost.backward_calls += 1
         self.cost.backward_rows += int(points[0].shape[0])
         grads = torch.autograd.grad(values.sum(), points, allow_unused=True, retain_graph=retain_graph)
+        if all(g is None for g in grads):
+            raise NoGradientError(
+                "the model output does not depend on `inputs` (autograd found no path from the output back to any "
+                "input); check that the forward function does not detach its inputs.",
+                "inputs",
+            )
         out = []
         for i, (g, p) in enumerate(zip(grads, points)):
             if g is None:

@@ -48,7 +48,8 @@ def gaussian_blur(
         sigma: standard deviation in pixels; a float for all rows or a ``[B]`` tensor (one sigma per row,
             rows with equal sigma are blurred together). ``0`` returns ``x`` unchanged.
         spatial_dims: axes to blur; default all axes after 1.
-        padding: ``"zeros"`` (SciPy ``mode="constant"``, as PAIR's Blur IG) or ``"reflect"``.
+        padding: ``"zeros"`` (SciPy ``mode="constant"``, as PAIR's Blur IG) or ``"reflect"`` (SciPy's
+            half-sample symmetric ``mode="reflect"``: ``d c b a | a b c d``).
         truncate: kernel radius in sigmas (SciPy default 4).
     """
     if isinstance(sigma, Tensor) and sigma.ndim > 0:
@@ -73,11 +74,15 @@ def gaussian_blur(
         shape = moved.shape
         flat = moved.reshape(-1, 1, shape[-1])
         if padding == "reflect":
-            r = min(radius, shape[-1] - 1)
-            flat = F.pad(flat, (r, r), mode="reflect")
-            flat = F.pad(flat, (radius - r, radius - r))
+            flat = flat.index_select(-1, _symmetric_index(shape[-1], radius, x.device))
         else:
             flat = F.pad(flat, (radius, radius))
         flat = F.conv1d(flat, kernel.view(1, 1, -1))
         out = flat.reshape(shape).movedim(-1, dim)
     return out
+
+
+def _symmetric_index(n: int, radius: int, device) -> Tensor:
+    """Indices of a length-``n`` axis padded by ``radius`` on both sides with SciPy's ``reflect`` rule."""
+    idx = torch.arange(-radius, n + radius, device=device) % (2 * n)
+    return torch.where(idx >= n, 2 * n - 1 - idx, idx)

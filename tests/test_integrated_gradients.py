@@ -1,0 +1,203 @@
+"""Integrated Gradients: closed-form oracles, completeness, Captum parity and batching invariance."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import pathattr
+from pathattr import IntegratedGradients
+from pathattr.integrators import QUADRATURE_RULES, quadrature
+
+CAPTUM_RULES = ["riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre"]
+
+
+class Linear(nn.Module):
+    def __init__(self, w: torch.Tensor) -> None:
+        super().__init__()
+        self.w = nn.Parameter(w)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x * self.w).flatten(1).sum(1)
+
+
+@pytest.mark.parametrize("method", QUADRATURE_RULES)
+def test_linear_model_gives_w_times_difference(method, gen):
+    w = torch.randn(3, 4, dtype=torch.float64, generator=gen)
+    x = torch.randn(5, 3, 4, dtype=torch.float64, generator=gen)
+    b = torch.randn(5, 3, 4, dtype=torch.float64, generator=gen)
+    attr = IntegratedGradients(Linear(w)).attribute(x, baselines=b, n_steps=7, method=method)
+    scale = 6 / 7 if method == "riemann_trapezoid" else 1.0  # Captum's trapezoid weights sum to (m-1)/m
+    torch.testing.assert_close(attr, scale * w * (x - b), rtol=1e-12, atol=1e-12)
+
+
+def test_quadrature_matches_captum_definitions():
+    from captum.attr._utils.approximation_methods import approximation_parameters
+
+    for method in CAPTUM_RULES:
+        step_sizes, alphas = approximation_parameters(method)
+        a, w = quadrature(method, 13)
+        assert torch.allclose(a, torch.tensor(alphas(13), dtype=torch.float64), atol=1e-7)
+        assert torch.allclose(w, torch.tensor(step_sizes(13), dtype=torch.float64), atol=1e-7)
+    a, w = quadrature("trapezoid", 5)
+    assert w.tolist() == [0.125, 0.25, 0.25, 0.25, 0.125]
+
+
+def test_ig_paper_toy_functions():
+    # PAIR's oracle: F = 5x + y^2 + sin z, baseline (0.5, 1, 1): IG_i = F_i(x_i) - F_i(b_i) (separable).
+    def f(v):
+        return 5 * v[:, 0] + v[:, 1] ** 2 + torch.sin(v[:, 2])
+
+    x = torch.tensor([[1.0, 2.0, 3.0]], dtype=torch.float64)
+    b = torch.tensor([[0.5, 1.0, 1.0]], dtype=torch.float64)
+    attr = IntegratedGradients(f).attribute(x, baselines=b, n_steps=64, method="gausslegendre")
+    expected = torch.tensor([[2.5, 3.0, math.sin(3.0) - math.sin(1.0)]], dtype=torch.float64)
+    torch.testing.assert_close(attr, expected, rtol=1e-10, atol=1e-10)
+
+    # The IG paper's saturating ReLU network: f(x1, x2) = 1 - relu(1 - x1) - ... (Captum's BasicModel2 analogue):
+    # f = relu(relu(x1) - 1 - relu(x2)) at x = (3, 1), baseline 0 -> IG = [1.5, -0.5].
+    def g(a, c):
+        return torch.relu(torch.relu(a) - 1 - torch.relu(c)).squeeze(1)
+
+    a, c = IntegratedGradients(g).attribute(
+        (torch.tensor([[3.0]]), torch.tensor([[1.0]])), n_steps=500, method="riemann_middle"
+    )
+    assert a.item() == pytest.approx(1.5, abs=0.01)
+    assert c.item() == pytest.approx(-0.5, abs=0.01)
+
+
+@pytest.mark.parametrize("fixture", ["mlp", "cnn"])
+def test_completeness_at_200_gausslegendre(fixture, request, gen):
+    model = request.getfixturevalue(fixture)
+    shape = (4, 6) if fixture == "mlp" else (3, 2, 8, 8)
+    x = torch.randn(*shape, dtype=torch.float64, generator=gen)
+    result = IntegratedGradients(model).explain(x, baselines="zeros", n_steps=200, method="gausslegendre")
+    assert float(result.relative_delta.max()) < 1e-3
+    total = result.attributions.flatten(1).sum(1)
+    torch.testing.assert_close(total, result.outputs - result.baseline_outputs, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("method", CAPTUM_RULES)
+def test_captum_parity_multi_input_args_targets(method, two_input_model, gen):
+    from captum.attr import IntegratedGradients as CaptumIG
+
+    a = torch.randn(4, 5, dtype=torch.float64, generator=gen)
+    b = torch.randn(4, 3, dtype=torch.float64, generator=gen)
+    base = (torch.randn(4, 5, dtype=torch.float64, generator=gen), 0.5)
+    scale = torch.rand(4, dtype=torch.float64, generator=gen) + 0.5
+    target = [0, 1, 1, 0]
+    ours, delta = IntegratedGradients(two_input_model).attribute(
+        (a, b), baselines=base, target=target, additional_forward_args=(scale,), n_steps=17, method=method,
+        internal_batch_size=5, return_convergence_delta=True,
+    )
+    theirs, their_delta = CaptumIG(two_input_model).attribute(
+        (a, b), baselines=base, target=target, additional_forward_args=(scale,), n_steps=17, method=method,
+        return_convergence_delta=True,
+    )
+    for o, t in zip(ours, theirs):
+        assert (o - t).abs().max().item() <= 1e-5
+    assert (delta - their_delta).abs().max().item() <= 1e-5
+
+
+def test_captum_parity_local_variant(mlp, gen):
+    from captum.attr import IntegratedGradients as CaptumIG
+
+    x = torch.randn(3, 6, dtype=torch.float64, generator=gen)
+    ours = IntegratedGradients(mlp, multiply_by_inputs=False).attribute(x, target=2, n_steps=9)
+    theirs = CaptumIG(mlp, multiply_by_inputs=False).attribute(x, target=2, n_steps=9)
+    assert (ours - theirs).abs().max().item() <= 1e-5
+
+
+@pytest.mark.parametrize("integrator", ["riemann", "idgi", "left_ig", "split_ig"])
+def test_batching_invariance(integrator, cnn, gen):
+    x = torch.randn(3, 2, 8, 8, dtype=torch.float64, generator=gen)
+    base = torch.randn(3, 2, 2, 8, 8, dtype=torch.float64, generator=gen)  # K = 2 baselines per example
+    method = IntegratedGradients(cnn, integrator=integrator)
+    results = [
+        method.explain(x, baselines=base, target=[0, 1, 3], n_steps=9, method="riemann_right", internal_batch_size=s)
+        for s in (1, 3, 7, None)
+    ]
+    for r in results[1:]:
+        assert (r.attributions - results[0].attributions).abs().max().item() <= 1e-6
+        assert (r.convergence_delta - results[0].convergence_delta).abs().max().item() <= 1e-6
+
+
+def test_multi_baseline_is_mean_of_single_runs(mlp, gen):
+    x = torch.randn(2, 6, dtype=torch.float64, generator=gen)
+    base = torch.randn(2, 3, 6, dtype=torch.float64, generator=gen)
+    ig = IntegratedGradients(mlp)
+    together = ig.explain(x, baselines=base, target=1, n_steps=11)
+    singles = [ig.explain(x, baselines=base[:, k], target=1, n_steps=11) for k in range(3)]
+    torch.testing.assert_close(together.attributions, sum(s.attributions for s in singles) / 3, rtol=0, atol=1e-12)
+    torch.testing.assert_close(
+        together.baseline_outputs, sum(s.baseline_outputs for s in singles) / 3, rtol=0, atol=1e-12
+    )
+    # shared baselines [1, K, *S] give the same as the same baselines repeated per example
+    shared = base[:1]
+    a = ig.attribute(x, baselines=shared, target=1, n_steps=11)
+    b = ig.attribute(x, baselines=shared.expand(2, -1, -1), target=1, n_steps=11)
+    torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+
+
+def test_dummy_and_linearity_axioms(gen):
+    x = torch.randn(3, 4, dtype=torch.float64, generator=gen)
+
+    def f1(v):
+        return torch.tanh(v[:, 0] * v[:, 1])  # features 2, 3 are dummies
+
+    def f2(v):
+        return v[:, 2] ** 3 - v[:, 0]
+
+    ig = IntegratedGradients
+    a1 = ig(f1).attribute(x, n_steps=30)
+    a2 = ig(f2).attribute(x, n_steps=30)
+    a12 = ig(lambda v: 2 * f1(v) + 3 * f2(v)).attribute(x, n_steps=30)
+    assert torch.all(a1[:, 2:] == 0)
+    torch.testing.assert_close(a12, 2 * a1 + 3 * a2, rtol=1e-10, atol=1e-12)
+
+
+def test_explanation_records_cost_and_hyperparameters(mlp, gen):
+    x = torch.randn(4, 6, dtype=torch.float64, generator=gen)
+    r = IntegratedGradients(mlp).explain(x, target=0, n_steps=10, internal_batch_size=16)
+    assert r.cost.backward_rows == 40 and r.cost.backward_calls == 3  # 40 rows in chunks of 16
+    assert r.cost.forward_rows == 4 + 4 + 40  # target resolution at x, baselines, path
+    assert r.cost.wall_seconds > 0
+    assert r.hyperparameters["n_steps"] == 10 and r.hyperparameters["method"] == "gausslegendre"
+    assert r.target.tolist() == [0, 0, 0, 0]
+    assert "convergence delta" in r.summary()
+
+
+def test_default_target_is_predicted_class(mlp, gen):
+    x = torch.randn(5, 6, dtype=torch.float64, generator=gen)
+    pred = mlp(x).argmax(1)
+    r = IntegratedGradients(mlp).explain(x, n_steps=5)
+    assert r.target.tolist() == pred.tolist()
+    explicit = IntegratedGradients(mlp).attribute(x, target=pred, n_steps=5)
+    torch.testing.assert_close(r.attributions, explicit, rtol=0, atol=0)
+
+
+def test_callable_target_and_single_output(gen):
+    x = torch.randn(3, 4, dtype=torch.float64, generator=gen)
+    net = nn.Linear(4, 2).double()
+    by_callable = IntegratedGradients(net).attribute(x, target=lambda out: out[:, 1] - out[:, 0], n_steps=4)
+    w = net.weight.detach()
+    torch.testing.assert_close(by_callable, (w[1] - w[0]) * x, rtol=1e-12, atol=1e-12)
+    single = IntegratedGradients(lambda v: net(v)[:, 1]).attribute(x, n_steps=4)
+    torch.testing.assert_close(single, w[1] * x, rtol=1e-12, atol=1e-12)
+
+
+def test_float32_and_shapes_preserved(cnn, gen):
+    x = torch.randn(2, 2, 8, 8, generator=gen)
+    attr = IntegratedGradients(cnn.float()).attribute(x, n_steps=4)
+    assert attr.dtype == torch.float32 and attr.shape == x.shape
+
+
+def test_public_functional_form(mlp, gen):
+    x = torch.randn(2, 6, dtype=torch.float64, generator=gen)
+    torch.testing.assert_close(
+        pathattr.integrated_gradients(mlp, x, target=1, n_steps=8),
+        IntegratedGradients(mlp).attribute(x, target=1, n_steps=8),
+    )
