@@ -9,7 +9,8 @@ How to build a new method on the engine: docs/engine.md.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Hashable, Iterator, Sequence
 
 import torch
 from torch import Tensor
@@ -19,15 +20,21 @@ from .forward import ModelFunction
 from .integrators import Evaluation, Integrator, PathInfo
 from .paths.base import ParametricPath
 
-#: default budget of input elements per chunk when ``internal_batch_size`` is None
+#: memory cap of the automatic planner: input elements per chunk when ``internal_batch_size`` is None
 AUTO_ELEMENT_BUDGET = 1 << 22
+#: first chunk size the automatic planner tries
+AUTO_START_ROWS = 4
+#: per-row time must improve by this factor for the planner to keep doubling
+AUTO_IMPROVEMENT = 0.95
+
+_best_chunk: dict[tuple, int] = {}
 
 
 def resolve_chunk_size(internal_batch_size: int | None, n_rows: int, row_numel: int = 1) -> int:
-    """Rows per forward call.
+    """Rows per forward call for a fixed plan.
 
-    ``None`` picks ``max(1, AUTO_ELEMENT_BUDGET // row_numel)`` rows (about 27 rows of a 224x224 RGB image,
-    all rows of small tabular inputs); an int must be positive.
+    ``None`` gives the memory cap ``max(1, AUTO_ELEMENT_BUDGET // row_numel)`` rows (about 27 rows of a 224x224
+    RGB image, all rows of small tabular inputs); an int must be positive.
     """
     if internal_batch_size is None:
         return max(1, min(n_rows, AUTO_ELEMENT_BUDGET // max(1, row_numel)))
@@ -50,16 +57,58 @@ def chunk_ranges(n_rows: int, chunk_size: int) -> Iterator[tuple[int, int]]:
         yield start, min(start + chunk_size, n_rows)
 
 
+def plan_chunks(
+    internal_batch_size: int | None, n_rows: int, numel: int = 1, key: Hashable | None = None
+) -> Iterator[tuple[int, int]]:
+    """Consecutive ``(start, stop)`` row ranges; with ``internal_batch_size=None`` the sizes adapt to speed.
+
+    The automatic plan measures the wall time the caller spends on each chunk (the code between two
+    iterations) and doubles the chunk size from :data:`AUTO_START_ROWS` while the time per row keeps improving
+    by at least 5 %, up to the memory cap of :func:`resolve_chunk_size`; then it stays at the fastest size. The
+    exploration uses the real work, so nothing is computed twice, and the best size is remembered per ``key``
+    (model, row shape, dtype) for later calls. Results do not depend on the plan (running sums), up to float
+    rounding; pass an int for bit-identical reruns.
+    """
+    if internal_batch_size is not None:
+        yield from chunk_ranges(n_rows, resolve_chunk_size(internal_batch_size, n_rows, numel))
+        return
+    cap = resolve_chunk_size(None, n_rows, numel)
+    known = _best_chunk.get(key) if key is not None else None
+    size = min(cap, known or AUTO_START_ROWS)
+    exploring = known is None
+    best_rate, best_size = float("inf"), size
+    start = 0
+    while start < n_rows:
+        stop = min(start + size, n_rows)
+        t0 = time.perf_counter()
+        yield start, stop
+        rate = (time.perf_counter() - t0) / (stop - start)
+        if exploring and stop - start == size:
+            if rate < best_rate * AUTO_IMPROVEMENT and size < cap:
+                best_rate, best_size = rate, size
+                size = min(cap, size * 2)
+            else:
+                if rate < best_rate:
+                    best_size = size
+                size = best_size
+                exploring = False
+                if key is not None:
+                    _best_chunk[key] = best_size
+        start = stop
+
+
+def planner_key(model: ModelFunction, rows: Sequence[Tensor], kind: str) -> tuple:
+    """Cache key of the automatic planner: the model, what is computed and the row layout."""
+    return (id(model.forward_func), kind, tuple((tuple(t.shape[1:]), t.dtype, t.device.type) for t in rows))
+
+
 def outputs_in_chunks(
     model: ModelFunction, points: Sequence[Tensor], example_index: Tensor, internal_batch_size: int | None
 ) -> Tensor:
     """Target outputs ``[n]`` of ``n`` rows, evaluated without gradients in chunks."""
     n = points[0].shape[0]
-    size = resolve_chunk_size(internal_batch_size, n, row_numel(points))
-    parts = [
-        model.outputs(tuple(t[a:b] for t in points), example_index[a:b]) for a, b in chunk_ranges(n, size)
-    ]
-    return torch.cat(parts)
+    plan = plan_chunks(internal_batch_size, n, row_numel(points), planner_key(model, points, "outputs"))
+    return torch.cat([model.outputs(tuple(t[a:b] for t in points), example_index[a:b]) for a, b in plan])
 
 
 def gradients_in_chunks(
@@ -67,10 +116,9 @@ def gradients_in_chunks(
 ) -> tuple[tuple[Tensor, ...], Tensor]:
     """Gradients (per input ``[n, *S]``) and target outputs ``[n]`` of ``n`` rows, in chunks."""
     n = points[0].shape[0]
-    size = resolve_chunk_size(internal_batch_size, n, row_numel(points))
     grads: list[list[Tensor]] = [[] for _ in points]
     outs = []
-    for a, b in chunk_ranges(n, size):
+    for a, b in plan_chunks(internal_batch_size, n, row_numel(points), planner_key(model, points, "gradients")):
         g, o = model.gradients(tuple(t[a:b] for t in points), example_index[a:b])
         for acc, gi in zip(grads, g):
             acc.append(gi)
@@ -107,9 +155,10 @@ def integrate_parametric_path(
     batch = inputs[0].shape[0]
     all_paths = torch.arange(n_paths, device=end_outputs.device)
     example = path.example_index(all_paths)
-    size = resolve_chunk_size(internal_batch_size, n_paths * n_nodes, row_numel(inputs))
+    numel = row_numel(inputs)
     start_outputs = torch.cat([
-        model.outputs(path.start_points(all_paths[a:b]), example[a:b]) for a, b in chunk_ranges(n_paths, size)
+        model.outputs(path.start_points(all_paths[a:b]), example[a:b])
+        for a, b in plan_chunks(internal_batch_size, n_paths, numel, planner_key(model, inputs, "outputs"))
     ])
     info = PathInfo(
         n_paths=n_paths,
@@ -122,7 +171,8 @@ def integrate_parametric_path(
         scale=batch / n_paths,
     )
     acc = integrator.accumulator(info)
-    for a, b in chunk_ranges(n_paths * n_nodes, size):
+    plan = plan_chunks(internal_batch_size, n_paths * n_nodes, numel, planner_key(model, inputs, "gradients"))
+    for a, b in plan:
         flat = torch.arange(a, b, device=end_outputs.device)
         p, j = flat // n_nodes, flat % n_nodes
         points = path.points(p, j)
