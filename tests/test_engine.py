@@ -1,0 +1,59 @@
+"""The chunk planner: fixed plans cover all rows; the automatic plan finds the fastest size and remembers it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pathattr import IntegratedGradients, engine
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
+def _run_plan(monkeypatch, n_rows, cost, key=None, cap_numel=1):
+    clock = FakeClock()
+    monkeypatch.setattr(engine.time, "perf_counter", clock.perf_counter)
+    sizes = []
+    for a, b in engine.plan_chunks(None, n_rows, cap_numel, key):
+        sizes.append(b - a)
+        clock.now += cost(b - a)
+    return sizes
+
+
+def test_fixed_plan_covers_rows_exactly():
+    assert list(engine.plan_chunks(3, 8)) == [(0, 3), (3, 6), (6, 8)]
+    with pytest.raises(ValueError, match="internal_batch_size"):
+        list(engine.plan_chunks(-1, 8))
+
+
+def test_auto_plan_doubles_then_locks_at_fastest(monkeypatch):
+    # per-call overhead 1.0, per-row 0.1, rows beyond 16 per call cost 4x (cache spill): best size is 16
+    def cost(size):
+        return 1.0 + 0.1 * size + 0.4 * max(0, size - 16)
+
+    sizes = _run_plan(monkeypatch, 400, cost, key="model-a")
+    assert sizes[:4] == [4, 8, 16, 32]
+    assert set(sizes[4:-1]) == {16} and sum(sizes) == 400
+    assert engine._best_chunk["model-a"] == 16
+    # a later call with the same key starts at the remembered size without exploring
+    again = _run_plan(monkeypatch, 64, cost, key="model-a")
+    assert again == [16, 16, 16, 16]
+
+
+def test_auto_plan_respects_memory_cap(monkeypatch):
+    sizes = _run_plan(monkeypatch, 1000, lambda s: 1.0 + 0.01 * s, cap_numel=engine.AUTO_ELEMENT_BUDGET // 50)
+    assert max(sizes) == 50 and sum(sizes) == 1000
+
+
+def test_auto_and_fixed_plans_give_the_same_attributions(cnn, gen):
+    x = torch.randn(5, 2, 8, 8, dtype=torch.float64, generator=gen)
+    ig = IntegratedGradients(cnn)
+    auto = ig.attribute(x, target=1, n_steps=40)
+    fixed = ig.attribute(x, target=1, n_steps=40, internal_batch_size=7)
+    torch.testing.assert_close(auto, fixed, rtol=1e-10, atol=1e-12)
