@@ -37,13 +37,29 @@ def test_auto_plan_doubles_then_locks_at_fastest(monkeypatch):
     def cost(size):
         return 1.0 + 0.1 * size + 0.4 * max(0, size - 16)
 
-    sizes = _run_plan(monkeypatch, 400, cost, key="model-a")
+    sizes = _run_plan(monkeypatch, 400, cost, key="model-a", cap_numel=1 << 14)  # starts at 4 rows
     assert sizes[:4] == [4, 8, 16, 32]
     assert set(sizes[4:-1]) == {16} and sum(sizes) == 400
     assert engine._best_chunk["model-a"] == 16
     # a later call with the same key starts at the remembered size without exploring
-    again = _run_plan(monkeypatch, 64, cost, key="model-a")
+    again = _run_plan(monkeypatch, 64, cost, key="model-a", cap_numel=1 << 14)
     assert again == [16, 16, 16, 16]
+
+
+def test_auto_plan_prefers_large_chunks_when_flat(monkeypatch):
+    # per-row time flat within noise (+-5 %) beyond 8 rows: the largest near-best size wins
+    noise = iter([1.0, 1.04, 0.97, 1.03, 1.0, 0.99, 1.02] * 50)
+
+    def cost(size):
+        return size * 0.1 * next(noise) + (0.5 if size < 8 else 0.0)
+
+    _run_plan(monkeypatch, 4000, cost, key="model-b", cap_numel=1 << 14)
+    assert engine._best_chunk["model-b"] >= 128
+
+
+def test_auto_plan_starts_larger_for_small_rows(monkeypatch):
+    sizes = _run_plan(monkeypatch, 100, lambda s: 1.0, cap_numel=64)
+    assert sizes == [100]  # 2**16 elements per chunk covers all 100 rows of 64 features
 
 
 def test_auto_plan_respects_memory_cap(monkeypatch):

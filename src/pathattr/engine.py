@@ -22,10 +22,10 @@ from .paths.base import ParametricPath
 
 #: memory cap of the automatic planner: input elements per chunk when ``internal_batch_size`` is None
 AUTO_ELEMENT_BUDGET = 1 << 22
-#: first chunk size the automatic planner tries
-AUTO_START_ROWS = 4
-#: per-row time must improve by this factor for the planner to keep doubling
-AUTO_IMPROVEMENT = 0.95
+#: the automatic planner starts at this many input elements per chunk (at least 4 rows)
+AUTO_START_ELEMENTS = 1 << 16
+#: it keeps doubling while the time per row is within this factor of the best seen so far
+AUTO_TOLERANCE = 1.15
 
 _best_chunk: dict[tuple, int] = {}
 
@@ -63,20 +63,23 @@ def plan_chunks(
     """Consecutive ``(start, stop)`` row ranges; with ``internal_batch_size=None`` the sizes adapt to speed.
 
     The automatic plan measures the wall time the caller spends on each chunk (the code between two
-    iterations) and doubles the chunk size from :data:`AUTO_START_ROWS` while the time per row keeps improving
-    by at least 5 %, up to the memory cap of :func:`resolve_chunk_size`; then it stays at the fastest size. The
-    exploration uses the real work, so nothing is computed twice, and the best size is remembered per ``key``
-    (model, row shape, dtype) for later calls. Results do not depend on the plan (running sums), up to float
-    rounding; pass an int for bit-identical reruns.
+    iterations). It starts at about :data:`AUTO_START_ELEMENTS` input elements per chunk (at least 4 rows) and
+    doubles the size while the time per row stays within :data:`AUTO_TOLERANCE` of the best seen, up to the
+    memory cap of :func:`resolve_chunk_size`; it then settles on the largest size tried whose time per row is
+    within 10 % of the best (large chunks waste less per-call overhead; a clear slowdown, such as a model's
+    activations spilling out of cache, stops the growth). The exploration uses the real work, so nothing is
+    computed twice, and the chosen size is remembered per ``key`` (model, row layout) for later calls.
+    Results do not depend on the plan (running sums) up to float rounding; pass an int for bit-identical reruns.
     """
     if internal_batch_size is not None:
         yield from chunk_ranges(n_rows, resolve_chunk_size(internal_batch_size, n_rows, numel))
         return
     cap = resolve_chunk_size(None, n_rows, numel)
     known = _best_chunk.get(key) if key is not None else None
-    size = min(cap, known or AUTO_START_ROWS)
-    exploring = known is None
-    best_rate, best_size = float("inf"), size
+    first = 1 << max(2, (AUTO_START_ELEMENTS // max(1, numel)).bit_length() - 1)
+    size = min(cap, known or first)
+    exploring = known is None and size < cap
+    tried: dict[int, float] = {}
     start = 0
     while start < n_rows:
         stop = min(start + size, n_rows)
@@ -84,16 +87,15 @@ def plan_chunks(
         yield start, stop
         rate = (time.perf_counter() - t0) / (stop - start)
         if exploring and stop - start == size:
-            if rate < best_rate * AUTO_IMPROVEMENT and size < cap:
-                best_rate, best_size = rate, size
+            tried[size] = rate
+            best = min(tried.values())
+            if rate <= best * AUTO_TOLERANCE and size < cap:
                 size = min(cap, size * 2)
             else:
-                if rate < best_rate:
-                    best_size = size
-                size = best_size
+                size = max(s for s, r in tried.items() if r <= best * 1.10)
                 exploring = False
                 if key is not None:
-                    _best_chunk[key] = best_size
+                    _best_chunk[key] = size
         start = stop
 
 
@@ -171,16 +173,50 @@ def integrate_parametric_path(
         scale=batch / n_paths,
     )
     acc = integrator.accumulator(info)
-    plan = plan_chunks(internal_batch_size, n_paths * n_nodes, numel, planner_key(model, inputs, "gradients"))
+    closing = bool(getattr(path, "closing_node", False))
+    per_path = n_nodes + int(closing)
+    plan = plan_chunks(internal_batch_size, n_paths * per_path, numel, planner_key(model, inputs, "gradients"))
     for a, b in plan:
         flat = torch.arange(a, b, device=end_outputs.device)
-        p, j = flat // n_nodes, flat % n_nodes
+        p, j = flat // per_path, flat % per_path
+        if closing and bool((j == n_nodes).any()):
+            far = start_outputs if path.direction < 0 else end_outputs
+            acc.update(_with_closing_rows(model, path, integrator, inputs, p, j, far))
+            continue
         points = path.points(p, j)
         grads, outs = model.gradients(points, path.example_index(p))
         disp = path.displacements(p, j, points) if integrator.uses_displacements else None
         acc.update(Evaluation(p, j, grads, outs, disp))
     result = acc.result()
     return result, acc.extras, start_outputs
+
+
+def _with_closing_rows(
+    model: ModelFunction,
+    path: ParametricPath,
+    integrator: Integrator,
+    inputs: tuple[Tensor, ...],
+    p: Tensor,
+    j: Tensor,
+    far_outputs: Tensor,
+) -> Evaluation:
+    """An evaluation chunk in which rows with ``j == n_nodes`` are output-only closing rows (no model call)."""
+    real = (j < path.n_nodes).nonzero().squeeze(1)
+    n = p.shape[0]
+    grads = [torch.zeros((n, *x.shape[1:]), dtype=x.dtype, device=x.device) for x in inputs]
+    disp = [g.clone() for g in grads] if integrator.uses_displacements else None
+    outs = far_outputs[p].clone()
+    if real.numel():
+        pr, jr = p[real], j[real]
+        points = path.points(pr, jr)
+        g, o = model.gradients(points, path.example_index(pr))
+        outs[real] = o.to(outs.dtype)
+        for full, part in zip(grads, g):
+            full[real] = part.to(full.dtype)
+        if disp is not None:
+            for full, part in zip(disp, path.displacements(pr, jr, points)):
+                full[real] = part.to(full.dtype)
+    return Evaluation(p, j, tuple(grads), outs, tuple(disp) if disp is not None else None)
 
 
 def mean_over_paths(per_path: Sequence[Tensor], batch_size: int) -> tuple[Tensor, ...]:
