@@ -9,12 +9,16 @@ from .errors import InputValidationError, NoGradientError, NonFiniteError, Patha
 from .forward import Cost
 from .integrators import IDGIIntegrator, RiemannIntegrator, SplitIntegrator, quadrature
 from .methods import (
+    BlurIntegratedGradients,
     ExpectedGradients,
+    GuidedIntegratedGradients,
     InputXGradient,
     IntegratedGradients,
     NoiseTunnel,
     Saliency,
+    blur_integrated_gradients,
     expected_gradients,
+    guided_integrated_gradients,
     input_x_gradient,
     integrated_gradients,
     noise_tunnel,
@@ -25,6 +29,10 @@ from .result import Explanation
 __version__ = "0.1.0"
 
 __all__ = [
+    "BlurIntegratedGradients",
+    "GuidedIntegratedGradients",
+    "blur_integrated_gradients",
+    "guided_integrated_gradients",
     "Cost",
     "ExpectedGradients",
     "Explanation",

@@ -238,6 +238,8 @@ class _IDGIAccumulator(Accumulator):
         self.pending_share: tuple[Tensor, ...] = ()
         self.pending_out = torch.zeros(0, dtype=info.like[0].dtype, device=dev)
         self.pending_ok = torch.zeros(0, dtype=torch.bool, device=dev)
+        self.pending_paths = torch.zeros(0, dtype=torch.long, device=dev)
+        self.seen = torch.zeros(info.n_paths, dtype=torch.bool, device=dev)
         self.skipped = torch.zeros(info.n_paths, dtype=info.like[0].dtype, device=dev)
         self.extras = {"skipped_output_change": self.skipped}
 
@@ -261,16 +263,23 @@ class _IDGIAccumulator(Accumulator):
         heads = first.nonzero().squeeze(1)
         slots = self.slot_of[p[heads]]
         has = slots >= 0
+        if bool((self.seen[p[heads]] & ~has).any()):
+            raise ValueError(
+                "IDGI: a path resumed after skipping an update call; the rows of a path must arrive in "
+                "consecutive update calls (a path may end early, but not pause)"
+            )
         if bool(has.any()):
             rows, slots = heads[has], slots[has]
             df = d * (f[rows] - self.pending_out[slots])
             self._add(self.pending_share, slots, p[rows], df, self.pending_ok[slots])
-        self.slot_of[p[heads]] = -1
+        self.slot_of[self.pending_paths] = -1  # pending rows of paths absent from this chunk are final
         tails = last.nonzero().squeeze(1)
         self.pending_share = tuple(c[tails] for c in shares)
         self.pending_out = f[tails]
         self.pending_ok = ok[tails]
-        self.slot_of[p[tails]] = torch.arange(tails.numel(), device=p.device)
+        self.pending_paths = p[tails]
+        self.slot_of[self.pending_paths] = torch.arange(tails.numel(), device=p.device)
+        self.seen[p] = True
 
     def result(self) -> tuple[Tensor, ...]:
         return tuple(self.sums)

@@ -15,6 +15,10 @@ class ParametricPath(ABC):
     """
 
     direction: int = 1
+    #: if True the far end of each path (the baseline end when ``direction == -1``, else the input end) is not
+    #: one of the nodes; the engine then appends it as an output-only row (step ``n_nodes``, zero gradient and
+    #: displacement, output = ``f`` at that end) so output-based integrators (IDGI, Split IG) see the last segment
+    closing_node: bool = False
 
     @property
     @abstractmethod

@@ -1,0 +1,1 @@
+"""Experiments, models and data loaders (optional extra ``pathattr[bench]``)."""

@@ -1,0 +1,391 @@
+"""The Guided IG path (Kapishnikov et al., "Guided Integrated Gradients: An Adaptive Path Method for Removing
+Noise", CVPR 2021, arXiv 2106.09788), batched over paths.
+
+The path starts at the baseline ``b`` and ends at the input ``x``. At step ``t`` (``alpha = (t + 1) / m``) one
+gradient ``G`` is evaluated at the current point ``z``; then, without further model calls, the features with the
+smallest ``|G|`` are moved toward the input until the L1 distance to ``x`` has shrunk to ``L (1 - alpha)``
+(``L = |x - b|_1``). Every feature's progress ``(z_i - b_i) / (x_i - b_i)`` is kept inside the band
+``[alpha - max_dist, alpha + max_dist]``. The attribution is the left Riemann sum ``sum_t G_t * (z_{t+1} - z_t)``
+(or any other integrator fed with the recorded gradients, outputs and steps).
+
+The semantics are those of PAIR-code/saliency's ``guided_ig_impl`` (v0.2.1), including its selection rule with
+ties: in each inner iteration the threshold is the ``lower`` quantile ``fraction`` of ``|G|`` over **all** ``N``
+features, features already at the band ceiling counting as ``+inf``; every not-yet-saturated feature with
+``|G|`` at or below the threshold is selected. The implementation is ours, vectorised over ``P`` paths: each
+path keeps its own point, ranking and inner-loop state; the loop over inner iterations runs until every path has
+finished its step (at most ``N + 1`` iterations, see :func:`guided_ig_step`) and costs one k-th-smallest
+selection over ``[P, N]`` per iteration (no sort). Feature-wise work runs in torch (in place, on any device) or,
+for small CPU problems, on NumPy views of the same memory; per-path scalars are kept on the host.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..errors import InputValidationError, NonFiniteError
+
+#: CPU steps on at most this many path elements (P x N) use the NumPy backend
+NUMPY_MAX_ELEMENTS = 1 << 16
+#: tolerance of the "target L1 distance reached" test (PAIR's ``EPSILON``; ``math.isclose`` semantics)
+EPSILON = 1e-9
+
+
+def check_guided_arguments(n_steps: int, fraction: float, max_dist: float) -> None:
+    """Validate Guided IG's hyperparameters (raises :class:`InputValidationError` naming the argument)."""
+    if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
+        raise InputValidationError(f"`n_steps` must be a positive int, got {n_steps!r}.", "n_steps")
+    for name, value in (("fraction", fraction), ("max_dist", max_dist)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
+            raise InputValidationError(f"`{name}` must be a number in [0, 1], got {value!r}.", name)
+
+
+def guided_ig_step(
+    point: Tensor,
+    inputs: Tensor,
+    baselines: Tensor,
+    gradients: Tensor,
+    l1_total: Tensor,
+    step: int,
+    n_steps: int,
+    fraction: float = 0.25,
+    max_dist: float = 0.02,
+    diff: Tensor | None = None,
+    safe_diff: Tensor | None = None,
+    check_finite: bool = True,
+    backend: str = "auto",
+) -> tuple[Tensor, int]:
+    """One Guided IG step for ``P`` independent paths (pure function).
+
+    Args:
+        point: ``[P, N]`` current point ``z_t`` of every path (float64).
+        inputs: ``[P, N]`` input end ``x`` of every path.
+        baselines: ``[P, N]`` baseline end ``b`` of every path.
+        gradients: ``[P, N]`` gradient ``G_t`` of the target output at ``point`` (any float dtype; only ``|G|``
+            ranks features, and the ranking is exact in the gradient's own dtype).
+        l1_total: ``[P]`` ``|x - b|_1`` per path.
+        step: ``t`` in ``0 .. n_steps - 1``.
+        n_steps: number of steps ``m``.
+        fraction: share ``q`` of **all** ``N`` features selected per inner iteration (``lower`` quantile).
+        max_dist: half-width ``delta`` of the progress band, in alpha units (0: IG, 1: unbounded Guided IG).
+        diff, safe_diff: optional precomputed ``x - b`` and ``x - b`` with zeros replaced by ones.
+        check_finite: check that ``gradients`` are finite (skip only if the caller already did).
+        backend: ``"auto"`` (NumPy views for small CPU problems, at most :data:`NUMPY_MAX_ELEMENTS` elements,
+            where its per-call overhead is far below torch's; torch otherwise), ``"numpy"`` or ``"torch"``.
+            Both give the same results.
+
+    Returns:
+        the next point ``z_{t+1}`` (``[P, N]``, same dtype as ``point``) and the number of inner iterations used.
+
+    Algorithm (per path; all paths at once): with ``alpha = (t + 1) / m``, ``lo = max(alpha - delta, 0)``,
+    ``hi = min(alpha + delta, 1)``, ``z_lo = b + lo (x - b)``, ``z_hi = b + hi (x - b)`` and
+    ``target = L (1 - alpha)``:
+
+    1. features whose progress is below ``lo`` are set to ``z_lo`` (features with ``x_i = b_i`` never lag);
+    2. repeat until done: if ``|z - x|_1`` is within ``1e-9`` of ``target`` stop; mark features with
+       ``z_i = z_hi_i`` as ``+inf`` in a copy of ``|G|``; ``tau`` = the ``floor(q (N - 1))``-th smallest entry
+       of that copy; ``S`` = unmarked features with ``|G_i| <= tau``; ``gamma = (|z - x|_1 - target) / room(S)``
+       with ``room(S) = sum_S |z_i - z_hi_i|``; if ``gamma > 1`` set ``z_S = z_hi_S`` and repeat, else move
+       ``z_S += gamma (z_hi_S - z_S)`` and stop.
+
+    Termination (proof sketch of the bound ``N + 1`` on inner iterations per step): an iteration either stops
+    the path or saturates a non-empty ``S``. ``S`` is non-empty while an unmarked feature exists: if fewer than
+    ``floor(q (N - 1)) + 1`` features are unmarked, ``tau = +inf`` and ``S`` is every unmarked feature, otherwise
+    ``tau`` is the value of an unmarked feature, which is then in ``S``. Saturated features are marked in the
+    next iteration and marks persist within the step (a saturated feature stays at ``z_hi``), so the number of
+    unmarked features strictly decreases, from at most ``N``; after at most ``N`` saturating iterations none is
+    left, ``room = 0`` and the path stops (PAIR would loop forever there; it can only be reached through rounding,
+    because saturating everything gives ``|z - x|_1 = L (1 - hi) <= target``). Finite gradients are required:
+    a NaN threshold selects nothing, which is why non-finite gradients raise :class:`NonFiniteError` first.
+    """
+    if check_finite and not bool(torch.isfinite(gradients).all()):
+        raise NonFiniteError(
+            f"Guided IG step {step}: the gradient contains NaN or inf; the path cannot rank features "
+            "(PAIR's reference implementation loops forever here).",
+            "inputs",
+        )
+    n_paths, n = point.shape
+    alpha = (step + 1.0) / n_steps
+    a_lo = max(alpha - max_dist, 0.0)
+    a_hi = min(alpha + max_dist, 1.0)
+    if diff is None:
+        diff = inputs - baselines
+    if safe_diff is None:
+        safe_diff = torch.where(diff == 0, 1.0, diff)
+    goal = (l1_total * (1 - (step + 1) / n_steps)).detach().cpu().numpy()  # target L1 distance per path
+    kth = int(math.floor((n - 1) * float(fraction)))  # 0-based rank of numpy's quantile(method="lower")
+    if backend == "auto":  # NumPy's per-call overhead is far below torch's; torch's threads win on large arrays
+        use_numpy = (point.device.type == "cpu" and gradients.device.type == "cpu"
+                     and point.numel() <= NUMPY_MAX_ELEMENTS
+                     and gradients.dtype in (torch.float32, torch.float64) and point.dtype == torch.float64)
+    else:
+        use_numpy = backend == "numpy"
+    ops: _Ops = _NumpyOps() if use_numpy else _TorchOps()
+    state = ops.start(point, inputs, baselines, diff, safe_diff, gradients, a_lo, a_hi)
+    iterations = _inner_loop(ops, state, goal, kth, n)
+    return ops.finish(state), iterations
+
+
+def _inner_loop(ops: _Ops, state: dict, goal: np.ndarray, kth: int, n: int) -> int:
+    """The inner iterations of one step; per-path scalars are NumPy arrays, features stay in the backend."""
+    n_paths = goal.shape[0]
+    current = state["current"]
+    largest = ops.largest(state)
+    done = np.zeros(n_paths, dtype=bool)
+    iterations = 0
+    for iterations in range(1, n + 2):  # noqa: B007 - at most N + 1 iterations, see guided_ig_step
+        done |= np.abs(current - goal) <= np.maximum(EPSILON * np.maximum(np.abs(current), np.abs(goal)), EPSILON)
+        if done.all():
+            break
+        tau = ops.kth_smallest(state, kth)
+        # S = unmarked features with |G| <= tau (tau = +inf: every unmarked one); finished paths select nothing
+        limit = np.where(np.isinf(tau), largest, tau)
+        limit[done] = -1.0
+        room_s = ops.select(state, limit)
+        positive = room_s > 0
+        g = np.where(positive, (current - goal) / np.where(positive, room_s, 1.0), np.inf)
+        partial = ~done & positive & (g <= 1)
+        grow = ~done & positive & (g > 1)
+        stalled = ~done & ~positive  # nothing left to move: stop (only reachable through rounding)
+        if partial.any():  # (4b) partial move of S by gamma, applied in finish(); the path's step ends
+            ops.mark_partial(state, partial, np.maximum(g, 0.0))
+        done |= partial | stalled
+        if grow.any():  # (4a) saturate S and iterate
+            ops.saturate(state, grow)
+            current = current - np.where(grow, room_s, 0.0)
+        if done.all():
+            break
+    return iterations
+
+
+class _Ops:
+    """Feature-wise operations of a Guided IG step on ``[P, N]`` arrays (NumPy on CPU, torch elsewhere)."""
+
+    def start(self, point, inputs, baselines, diff, safe_diff, gradients, a_lo: float, a_hi: float) -> dict:
+        raise NotImplementedError
+
+    def largest(self, state: dict) -> float:
+        raise NotImplementedError
+
+    def kth_smallest(self, state: dict, k: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def select(self, state: dict, limit: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def mark_partial(self, state: dict, rows: np.ndarray, gamma: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def saturate(self, state: dict, rows: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def finish(self, state: dict) -> Tensor:
+        raise NotImplementedError
+
+
+class _NumpyOps(_Ops):
+    """CPU backend: NumPy views of the tensors (no copies); its per-call overhead is a fraction of torch's."""
+
+    def start(self, point, inputs, baselines, diff, safe_diff, gradients, a_lo, a_hi):
+        z0, x, b, d = (t.detach().numpy() for t in (point, inputs, baselines, diff))
+        z_hi = d * a_hi
+        z_hi += b  # PAIR: b + (x - b) * alpha, same rounding
+        if a_lo > 0:  # (1) laggards up to the band floor (features with x_i == b_i have z_i == b_i == z_lo_i)
+            work = z0 - b
+            work /= safe_diff.detach().numpy()
+            lag = work < a_lo
+            np.multiply(d, a_lo, out=work)
+            work += b
+            z = np.where(lag, work, z0)
+        else:
+            z = z0.copy()
+        room = np.abs(z - z_hi)  # 0 exactly where z == z_hi (IEEE: a - b == 0 iff a == b)
+        ranked = np.abs(gradients.detach().numpy())  # PAIR's selection copy, +inf on marked features
+        np.putmask(ranked, room == 0, np.inf)
+        work = np.abs(z - x)
+        return {"z": z, "z_hi": z_hi, "room": room, "ranked": ranked, "current": work.sum(1), "work": work,
+                "moving": None, "gamma": np.zeros(z.shape[0])}
+
+    def largest(self, state):
+        return float(np.finfo(state["ranked"].dtype).max)
+
+    def kth_smallest(self, state, k):
+        return np.partition(state["ranked"], k, axis=1)[:, k].astype(np.float64)
+
+    def select(self, state, limit):
+        state["mask"] = state["ranked"] <= limit.astype(state["ranked"].dtype)[:, None]
+        np.multiply(state["room"], state["mask"], out=state["work"])
+        return state["work"].sum(1)
+
+    def mark_partial(self, state, rows, gamma):
+        part = state["mask"] & rows[:, None]
+        state["moving"] = part if state["moving"] is None else state["moving"] | part
+        state["gamma"][rows] = gamma[rows]
+
+    def saturate(self, state, rows):
+        grow = state["mask"] & rows[:, None]
+        np.copyto(state["z"], state["z_hi"], where=grow)
+        np.putmask(state["ranked"], grow, np.inf)
+
+    def finish(self, state):
+        z = state["z"]
+        if state["moving"] is not None:
+            moved = state["z_hi"] - z
+            moved *= state["gamma"][:, None]
+            moved += z  # PAIR: z + (z_hi - z) * gamma
+            np.copyto(z, moved, where=state["moving"])
+        return torch.from_numpy(z)
+
+
+class _TorchOps(_Ops):
+    """Device backend: in-place torch operations on a few ``[P, N]`` buffers."""
+
+    def start(self, point, inputs, baselines, diff, safe_diff, gradients, a_lo, a_hi):
+        z_hi = torch.mul(diff, a_hi).add_(baselines)  # PAIR: b + (x - b) * alpha, same rounding
+        work = torch.empty_like(point)
+        mask = torch.empty(point.shape, dtype=torch.bool, device=point.device)
+        if a_lo > 0:  # (1) laggards up to the band floor (features with x_i == b_i have z_i == b_i == z_lo_i)
+            torch.sub(point, baselines, out=work).div_(safe_diff)
+            torch.lt(work, a_lo, out=mask)
+            torch.mul(diff, a_lo, out=work).add_(baselines)
+            z = torch.where(mask, work, point)  # a new tensor: ``point`` is left unchanged
+        else:
+            z = point.clone()
+        room = torch.sub(z, z_hi).abs_()  # 0 exactly where z == z_hi (IEEE: a - b == 0 iff a == b)
+        ranked = gradients.abs()
+        if ranked.dtype not in (torch.float32, torch.float64):
+            ranked = ranked.float()  # exact for half types; NumPy and kthvalue need single or double
+        ranked.masked_fill_(room == 0, float("inf"))  # PAIR's selection copy, +inf marks
+        current = torch.sub(z, inputs, out=work).abs_().sum(1).cpu().numpy()
+        return {"z": z, "z_hi": z_hi, "room": room, "ranked": ranked, "current": current, "work": work,
+                "mask": mask, "moving": None, "gamma": np.zeros(z.shape[0])}
+
+    def largest(self, state):
+        return float(torch.finfo(state["ranked"].dtype).max)
+
+    def kth_smallest(self, state, k):
+        ranked = state["ranked"]
+        if ranked.device.type == "cpu":  # NumPy's selection is much faster than torch.kthvalue on CPU
+            return np.partition(ranked.numpy(), k, axis=1)[:, k].astype(np.float64)
+        return torch.kthvalue(ranked, k + 1, dim=1).values.cpu().numpy().astype(np.float64)
+
+    def _tensor(self, a: np.ndarray, like: Tensor) -> Tensor:
+        return torch.from_numpy(a).to(device=like.device, dtype=like.dtype if a.dtype != bool else torch.bool)
+
+    def select(self, state, limit):
+        ranked, mask = state["ranked"], state["mask"]
+        torch.le(ranked, self._tensor(limit, ranked).unsqueeze(1), out=mask)
+        return torch.mul(state["room"], mask, out=state["work"]).sum(1).cpu().numpy()
+
+    def mark_partial(self, state, rows, gamma):
+        part = state["mask"] & self._tensor(rows, state["mask"]).unsqueeze(1)
+        state["moving"] = part if state["moving"] is None else state["moving"] | part
+        state["gamma"][rows] = gamma[rows]
+
+    def saturate(self, state, rows):
+        grow = state["mask"] & self._tensor(rows, state["mask"]).unsqueeze(1)
+        z = state["z"]
+        torch.where(grow, state["z_hi"], z, out=z)
+        state["ranked"].masked_fill_(grow, float("inf"))
+
+    def finish(self, state):
+        z, work = state["z"], state["work"]
+        if state["moving"] is not None:
+            gamma = self._tensor(state["gamma"], z).unsqueeze(1)
+            torch.sub(state["z_hi"], z, out=work).mul_(gamma).add_(z)  # PAIR: z + (z_hi - z) * gamma
+            torch.where(state["moving"], work, z, out=z)
+        return z
+
+
+def flatten_features(tensors: Sequence[Tensor], rows: int, dtype: torch.dtype = torch.float64) -> Tensor:
+    """Concatenate per-input tensors ``[rows, *S_i]`` into one ``[rows, N]`` matrix."""
+    return torch.cat([t.reshape(rows, -1).to(dtype) for t in tensors], 1)
+
+
+def unflatten_features(flat: Tensor, like: Sequence[Tensor], dtype: torch.dtype | None = None) -> tuple[Tensor, ...]:
+    """Split ``[rows, N]`` back into tensors shaped like ``like`` (``[*, *S_i]``), cast to ``dtype``."""
+    out, start = [], 0
+    for t in like:
+        size = int(t[0].numel())
+        part = flat[:, start : start + size].reshape(flat.shape[0], *t.shape[1:])
+        out.append(part.to(t.dtype if dtype is None else dtype))
+        start += size
+    return tuple(out)
+
+
+class GuidedPath:
+    """State of ``P`` Guided IG paths advanced one step at a time (a *sequential* path).
+
+    Args:
+        inputs: ``[P, N]`` input end of every path (flattened features, any float dtype; kept in float64).
+        baselines: ``[P, N]`` baseline end of every path.
+        n_steps: number of steps ``m`` (one gradient each).
+        fraction: share of all features selected per inner iteration.
+        max_dist: half-width of the progress band around the straight line, in alpha units.
+
+    ``point`` is the current point ``[P, N]`` (float64); :meth:`advance` consumes the gradient at ``point`` and
+    returns the displacement ``z_{t+1} - z_t``. Paths whose input equals their baseline (``active`` False)
+    never move.
+    """
+
+    def __init__(self, inputs: Tensor, baselines: Tensor, n_steps: int, fraction: float, max_dist: float) -> None:
+        check_guided_arguments(n_steps, fraction, max_dist)
+        self.inputs = inputs.to(torch.float64)
+        self.baselines = baselines.to(torch.float64)
+        self.point = self.baselines.clone()
+        self.diff = self.inputs - self.baselines
+        self.safe_diff = torch.where(self.diff == 0, 1.0, self.diff)
+        self.n_steps = n_steps
+        self.fraction = float(fraction)
+        self.max_dist = float(max_dist)
+        self.l1_total = self.diff.abs().sum(1)
+        self.active = self.l1_total > 0
+        self.step = 0
+        self.max_inner_iterations = 0
+
+    @property
+    def n_paths(self) -> int:
+        return self.point.shape[0]
+
+    def advance(self, gradients: Tensor, rows: Tensor | None = None, check_finite: bool = True) -> Tensor:
+        """Move the paths ``rows`` (all if None; must be the same rows at every step) one step.
+
+        Args:
+            gradients: ``[len(rows), N]`` gradient at the current point of those paths.
+            check_finite: check the gradients (the methods' model wrapper already does).
+        Returns:
+            ``[len(rows), N]`` displacement ``z_{t+1} - z_t`` (float64).
+        """
+        if self.step >= self.n_steps:
+            raise RuntimeError("the Guided IG path has already reached the input")
+        if rows is not None and rows.numel() == self.point.shape[0]:
+            rows = None  # every path: no gather / scatter copies
+        pick = (lambda t: t) if rows is None else (lambda t: t[rows])
+        z = pick(self.point)
+        new, iterations = guided_ig_step(
+            z, pick(self.inputs), pick(self.baselines), gradients, pick(self.l1_total),
+            self.step, self.n_steps, self.fraction, self.max_dist, pick(self.diff), pick(self.safe_diff),
+            check_finite,
+        )
+        self.max_inner_iterations = max(self.max_inner_iterations, iterations)
+        self.step += 1
+        if rows is None:
+            self.point = new
+        else:
+            self.point[rows] = new
+        return new.sub_(z) if rows is not None else new - z
+
+
+__all__ = [
+    "EPSILON",
+    "NUMPY_MAX_ELEMENTS",
+    "GuidedPath",
+    "check_guided_arguments",
+    "flatten_features",
+    "guided_ig_step",
+    "unflatten_features",
+]
