@@ -4,13 +4,16 @@ Every method is baseline x path x integrator x aggregation on one batched engine
 :class:`IntegratedGradients`; see the README for the full list.
 """
 
-from . import baselines, integrators, paths
+from . import baselines, integrators, metrics, paths, references
 from .errors import InputValidationError, NoGradientError, NonFiniteError, PathattrError, TargetError
 from .forward import Cost
 from .integrators import IDGIIntegrator, RiemannIntegrator, SplitIntegrator, quadrature
 from .methods import (
+    IG2,
     BlurIntegratedGradients,
     ExpectedGradients,
+    GradCFIG,
+    GradPathIG,
     GuidedIntegratedGradients,
     InputXGradient,
     IntegratedGradients,
@@ -18,12 +21,16 @@ from .methods import (
     Saliency,
     blur_integrated_gradients,
     expected_gradients,
+    gradcf_ig,
+    gradpath_ig,
     guided_integrated_gradients,
+    ig2,
     input_x_gradient,
     integrated_gradients,
     noise_tunnel,
     saliency,
 )
+from .paths.gradpath import gradpath
 from .result import Explanation
 
 __version__ = "0.1.0"
@@ -33,6 +40,14 @@ __all__ = [
     "GuidedIntegratedGradients",
     "blur_integrated_gradients",
     "guided_integrated_gradients",
+    "GradCFIG",
+    "GradPathIG",
+    "IG2",
+    "gradcf_ig",
+    "gradpath",
+    "gradpath_ig",
+    "ig2",
+    "references",
     "Cost",
     "ExpectedGradients",
     "Explanation",
@@ -53,6 +68,7 @@ __all__ = [
     "input_x_gradient",
     "integrated_gradients",
     "integrators",
+    "metrics",
     "noise_tunnel",
     "paths",
     "quadrature",

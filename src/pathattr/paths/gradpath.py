@@ -1,0 +1,515 @@
+"""GradPath and GradCF (Zhuo & Ge, "IG2: Integrated Gradient on Iterative Gradient Path for Feature
+Attribution", IEEE TPAMI 46(11), 2024, arXiv 2406.10852), batched over examples x references.
+
+GradPath is normalised gradient **descent** on the representation distance ``D_r(z) = dist(phi(z), phi(x^r))``
+from the explicand ``x`` towards each reference ``x^r``::
+
+    gamma_0 = x
+    gamma_{j+1} = clip_[lo, hi](gamma_j - eta * u_j / max(|u_j|_2, eps)),   u_j = grad_z D_r(gamma_j)
+
+for exactly ``n_steps`` steps (no stopping rule, as the reference); ``GradCF^r = gamma_K`` is the counterfactual
+baseline. Every path (one per example x reference, a *row*) is independent, so rows are batched and chunked
+freely (``internal_batch_size`` = rows per forward call) with identical results.
+
+:class:`GradPathWalker` is the sequential path used by :class:`pathattr.IG2`: one forward per step captures the
+representation with a hook on the model (or calls the representation callable) and gives both the
+counterfactual gradient ``u_j`` and, on request, the target-output gradient ``g_j`` at the same point (two
+backward passes through the retained graph). :func:`gradpath` is the pure function that returns GradCF, the
+optional path points and the representation distance along each path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..engine import plan_chunks, planner_key, row_numel
+from ..errors import InputValidationError, NonFiniteError
+from ..forward import Cost as _Cost
+from ..forward import ModelFunction, TargetType, find_modules, model_guard, track_cost
+
+DistanceType = Callable[[Tensor, Tensor], Tensor]
+RepresentationType = nn.Module | str | Callable[[Tensor], Tensor]
+
+#: default ``eps`` of ``W = max(|u|, eps)`` per dtype (the reference has none and returns NaN)
+DEFAULT_EPS = {torch.float64: 1e-12, torch.float32: 1e-6, torch.float16: 1e-3, torch.bfloat16: 1e-3}
+
+
+def default_eps(dtype: torch.dtype) -> float:
+    """The ``eps`` used for ``dtype`` when none is given: 1e-12 (float64), 1e-6 (float32), 1e-3 (half)."""
+    return DEFAULT_EPS.get(dtype, 1e-6)
+
+
+def squared_l2(h: Tensor, rho: Tensor) -> Tensor:
+    """Default representation distance: ``sum((h - rho)^2)`` over all features of each row -> ``[n]``."""
+    return (h - rho).reshape(h.shape[0], -1).pow(2).sum(1)
+
+
+# ----------------------------------------------------------------------------------------------- representation
+class RepresentationCapture:
+    """Captures the representation ``phi(z)`` during the model's own forward pass.
+
+    Args:
+        forward_func: the model (used to resolve a dotted layer name and to check that a module belongs to it).
+        representation: an ``nn.Module`` inside the model (its input, or output with ``side="output"``, is
+            captured by a forward hook that is removed after every call, also on exceptions), a dotted module
+            name (``"classifier"``, ``"network._fc"``), or a callable ``z -> features`` evaluated as a second
+            computation on the same ``z`` (only when the representation is not a module of the model).
+        side: ``"input"`` (default, the reference's choice: the input of the final linear layer) or
+            ``"output"``.
+    """
+
+    def __init__(self, forward_func: Any, representation: RepresentationType, side: str = "input") -> None:
+        if side not in ("input", "output"):
+            raise InputValidationError(
+                f"`representation_side` must be 'input' or 'output', got {side!r}.", "representation_side"
+            )
+        self.side = side
+        roots = find_modules(forward_func)
+        if isinstance(representation, str):
+            module = None
+            for root in roots:
+                with contextlib.suppress(AttributeError):
+                    module = root.get_submodule(representation)
+                    break
+            if module is None:
+                raise InputValidationError(
+                    f"`representation` {representation!r} names no submodule of the model.", "representation"
+                )
+            representation = module
+        if isinstance(representation, nn.Module):
+            if roots and not any(m is representation for root in roots for m in root.modules()):
+                raise InputValidationError(
+                    f"`representation` ({type(representation).__name__}) is not a submodule of `forward_func`; "
+                    "pass a module of the model (e.g. `model.classifier`) or a callable z -> features.",
+                    "representation",
+                )
+            self.module: nn.Module | None = representation
+            self.function: Callable[[Tensor], Tensor] | None = None
+        elif callable(representation):
+            self.module = None
+            self.function = representation
+        else:
+            raise InputValidationError(
+                f"`representation` must be an nn.Module, a module name or a callable, got "
+                f"{type(representation).__name__}.",
+                "representation",
+            )
+
+    def describe(self) -> str:
+        if self.module is not None:
+            return f"{type(self.module).__name__}.{self.side}"
+        return getattr(self.function, "__name__", type(self.function).__name__)
+
+    @contextlib.contextmanager
+    def _hook(self, store: list) -> Iterator[None]:
+        assert self.module is not None
+        if self.side == "input":
+            handle = self.module.register_forward_pre_hook(lambda mod, args: store.append(args[0] if args else None))
+        else:
+            handle = self.module.register_forward_hook(lambda mod, args, out: store.append(out))
+        try:
+            yield
+        finally:
+            handle.remove()
+
+    def forward(self, model: ModelFunction, points: Tensor, example_index: Tensor) -> tuple[Any, Tensor]:
+        """Raw model output and the representation ``[n, ...]`` of rows ``points`` (one model forward)."""
+        if self.module is None:
+            out = model.forward((points,), example_index)
+            h = self.function(points)  # type: ignore[misc]
+            if not isinstance(h, Tensor) or h.ndim == 0 or h.shape[0] != points.shape[0]:
+                raise InputValidationError(
+                    f"the `representation` callable must return a tensor [n, ...] for n = {points.shape[0]} rows.",
+                    "representation",
+                )
+            return out, h
+        store: list = []
+        with self._hook(store):
+            out = model.forward((points,), example_index)
+        if not store:
+            raise InputValidationError(
+                f"`representation` ({type(self.module).__name__}) was never called by the model's forward; "
+                "choose a module the forward pass runs through.",
+                "representation",
+            )
+        h = store[-1]
+        if isinstance(h, (tuple, list)):
+            h = h[0]
+        if not isinstance(h, Tensor) or h.ndim == 0 or h.shape[0] != points.shape[0]:
+            raise InputValidationError(
+                f"the {self.side} of `representation` is not a tensor with one row per model row.", "representation"
+            )
+        return out, h
+
+
+# ----------------------------------------------------------------------------------------------- one step
+def gradpath_step(
+    points: Tensor, cf_gradients: Tensor, step_size: Tensor | float, bounds: tuple[float, float] | None, eps: float
+) -> tuple[Tensor, Tensor]:
+    """One GradPath step for ``n`` rows (pure function).
+
+    Args:
+        points: ``[n, *S]`` current points ``gamma_j``.
+        cf_gradients: ``[n, *S]`` counterfactual gradients ``u_j = grad D_r(gamma_j)``.
+        step_size: ``eta``, a float or ``[n]`` (L2 length of an unclipped step, over all features of a row).
+        bounds: ``(lo, hi)`` box the new points are clipped to, or None.
+        eps: ``W = max(|u|_2, eps)``; a zero gradient gives a zero step.
+
+    Returns:
+        ``gamma_{j+1}`` ``[n, *S]`` and ``|u_j|_2`` ``[n]``.
+    """
+    n = points.shape[0]
+    norm = torch.linalg.vector_norm(cf_gradients.reshape(n, -1), dim=1)
+    scale = torch.as_tensor(step_size, dtype=norm.dtype, device=norm.device) / norm.clamp_min(eps)
+    new = points - cf_gradients * scale.view(-1, *([1] * (points.ndim - 1))).to(points.dtype)
+    if bounds is not None:
+        new = new.clamp(bounds[0], bounds[1])
+    return new, norm
+
+
+def check_gradpath_arguments(n_steps: Any, step_size: Any, bounds: Any, eps: Any) -> None:
+    """Validate GradPath's hyperparameters (raises :class:`InputValidationError` naming the argument)."""
+    if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
+        raise InputValidationError(f"`n_steps` must be a positive int, got {n_steps!r}.", "n_steps")
+    if step_size is not None and (
+        isinstance(step_size, bool) or not isinstance(step_size, (int, float)) or not step_size > 0
+        or step_size == float("inf")
+    ):
+        raise InputValidationError(
+            f"`step_size` must be None (|x - ref| / n_steps) or a positive finite number, got {step_size!r}.",
+            "step_size",
+        )
+    if bounds is not None:
+        ok = isinstance(bounds, (tuple, list)) and len(bounds) == 2 and all(
+            isinstance(b, (int, float)) and not isinstance(b, bool) for b in bounds
+        )
+        if not ok or not float(bounds[0]) < float(bounds[1]):
+            raise InputValidationError(f"`bounds` must be (lo, hi) numbers with lo < hi, got {bounds!r}.", "bounds")
+    if eps is not None and (isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0):
+        raise InputValidationError(f"`eps` must be a positive number or None, got {eps!r}.", "eps")
+
+
+def resolve_references(inputs: Tensor, references: Any) -> Tensor:
+    """Validate ``references`` (``[R, *S]`` shared or ``[B, R, *S]`` per example, or a
+    :class:`pathattr.references.ReferenceSet`) and return them as ``[B or 1, R, *S]``."""
+    refs = getattr(references, "references", references)
+    if not isinstance(refs, Tensor):
+        raise InputValidationError(
+            f"`references` must be a tensor [R, *S] or [B, R, *S], got {type(refs).__name__}.", "references"
+        )
+    shape = tuple(inputs.shape[1:])
+    if refs.ndim == inputs.ndim and tuple(refs.shape[1:]) == shape:
+        refs = refs.unsqueeze(0)
+    elif not (
+        refs.ndim == inputs.ndim + 1 and tuple(refs.shape[2:]) == shape and refs.shape[0] in (1, inputs.shape[0])
+    ):
+        raise InputValidationError(
+            f"`references` has shape {tuple(refs.shape)}; expected [R, *S] or [B, R, *S] with S = {shape} and "
+            f"B = {inputs.shape[0]}.",
+            "references",
+        )
+    if refs.shape[1] == 0:
+        raise InputValidationError("`references` is empty (R = 0); pass at least one reference.", "references")
+    if not refs.is_floating_point():
+        raise InputValidationError(f"`references` must be floating point, got {refs.dtype}.", "references")
+    if not bool(torch.isfinite(refs).all()):
+        raise NonFiniteError("`references` contains NaN or inf.", "references")
+    return refs.to(dtype=inputs.dtype, device=inputs.device)
+
+
+def _check_finite_fast(t: Tensor, what: str) -> None:
+    """Raise :class:`NonFiniteError` if ``t`` holds NaN or inf (one reduction; the exact test only if the sum
+    is not finite, which a finite sum can also be through overflow)."""
+    if not bool(torch.isfinite(t.sum())) and not bool(torch.isfinite(t).all()):
+        raise NonFiniteError(f"{what} contains NaN or inf; the model is not differentiable there.", "inputs")
+
+
+# ----------------------------------------------------------------------------------------------- the walker
+@dataclass
+class StepRecord:
+    """What one step of every path produced (rows = paths, in path order)."""
+
+    points: Tensor  #: ``[P, *S]`` gamma_j
+    next_points: Tensor  #: ``[P, *S]`` gamma_{j+1}
+    distance: Tensor  #: ``[P]`` D_r(gamma_j)
+    cf_norm: Tensor  #: ``[P]`` |u_j|
+    gradients: Tensor | None = None  #: ``[P, *S]`` grad f_c(gamma_j) (if requested)
+    outputs: Tensor | None = None  #: ``[P]`` f_c(gamma_j) (if requested)
+
+
+@dataclass
+class GradPathWalker:
+    """``P`` GradPaths advanced one fused step at a time (the sequential path of IG2).
+
+    Args:
+        model: the bound forward function (counts cost; gathers per-example arguments and targets per row).
+        capture: how the representation is obtained.
+        start: ``[P, *S]`` explicand of every path (``gamma_0``).
+        rho: ``[P, ...]`` representation of every path's reference (no graph).
+        example_index: ``[P]`` example of every path.
+        n_steps: ``K``.
+        step_size: ``[P]`` ``eta`` per path.
+        bounds: clip box or None.
+        eps: normaliser floor.
+        distance: ``(h, rho) -> [n]`` representation distance.
+        internal_batch_size: rows per forward call (None: the engine's automatic planner).
+    """
+
+    model: ModelFunction
+    capture: RepresentationCapture
+    start: Tensor
+    rho: Tensor
+    example_index: Tensor
+    n_steps: int
+    step_size: Tensor
+    bounds: tuple[float, float] | None
+    eps: float
+    distance: DistanceType = squared_l2
+    internal_batch_size: int | None = None
+    point: Tensor = field(init=False)
+    step: int = field(init=False, default=0)
+
+    def __post_init__(self) -> None:
+        self.point = self.start.detach().clone()
+
+    @property
+    def n_paths(self) -> int:
+        return self.start.shape[0]
+
+    def _distance(self, h: Tensor, rho: Tensor) -> Tensor:
+        d = self.distance(h, rho)
+        if not isinstance(d, Tensor) or d.shape != (h.shape[0],):
+            raise InputValidationError(
+                f"`distance` must return one value per row (shape [{h.shape[0]}]).", "distance"
+            )
+        return d
+
+    def advance(self, with_target: bool = True) -> StepRecord:
+        """One fused step of every path: one forward per chunk, ``u`` (and ``g`` if ``with_target``)."""
+        if self.step >= self.n_steps:
+            raise RuntimeError("GradPath has already taken all its steps")
+        n = self.n_paths
+        nxt = torch.empty_like(self.point)
+        dist = torch.empty(n, dtype=self.point.dtype, device=self.point.device)
+        norm = torch.empty_like(dist)
+        grads = torch.empty_like(self.point) if with_target else None
+        outs = torch.empty_like(dist) if with_target else None
+        key = planner_key(self.model, (self.point,), "ig2-step")
+        for a, b in plan_chunks(self.internal_batch_size, n, row_numel((self.point,)), key):
+            z = self.point[a:b].detach().requires_grad_(True)
+            ex = self.example_index[a:b]
+            out, h = self.capture.forward(self.model, z, ex)
+            d = self._distance(h, self.rho[a:b])
+            u = self._cf_gradient(d, z, retain=with_target)
+            g = values = None
+            if with_target:
+                values = self.model.select(out, ex)
+                g = self._target_gradient(values, z)
+            new, nrm = gradpath_step(z.detach(), u, self.step_size[a:b], self.bounds, self.eps)
+            if a == 0 and b == n:  # one chunk: keep the results, no copies
+                nxt, dist, norm = new, d.detach(), nrm
+                grads, outs = g, None if values is None else values.detach()
+                break
+            if g is not None:
+                grads[a:b] = g  # type: ignore[index]
+                outs[a:b] = values.detach()  # type: ignore[index,union-attr]
+            nxt[a:b] = new
+            dist[a:b] = d.detach()
+            norm[a:b] = nrm
+        record = StepRecord(self.point, nxt, dist, norm, grads, outs)
+        self.point = nxt
+        self.step += 1
+        return record
+
+    def _target_gradient(self, values: Tensor, z: Tensor) -> Tensor:
+        """``grad f_c`` at ``z`` (second backward through the retained graph), checked for NaN / inf."""
+        if not values.requires_grad:
+            return self.model.backward(values, (z,))[0]  # raises NoGradientError with the library's message
+        self.model.cost.backward_calls += 1
+        self.model.cost.backward_rows += int(z.shape[0])
+        (g,) = torch.autograd.grad(values.sum(), z, allow_unused=True)
+        if g is None:
+            return self.model.backward(values, (z,))[0]
+        _check_finite_fast(g, f"GradPath step {self.step}: the gradient of the target output")
+        return g
+
+    def _cf_gradient(self, d: Tensor, z: Tensor, retain: bool) -> Tensor:
+        if not d.requires_grad:  # the representation does not depend on z: every path stays put
+            return torch.zeros_like(z)
+        self.model.cost.backward_calls += 1
+        self.model.cost.backward_rows += int(z.shape[0])
+        (u,) = torch.autograd.grad(d.sum(), z, retain_graph=retain, allow_unused=True)
+        if u is None:
+            return torch.zeros_like(z)
+        _check_finite_fast(u, f"GradPath step {self.step}: the gradient of the representation distance")
+        return u
+
+    def evaluate_end(self, with_gradient: bool) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+        """At the current point (GradCF after ``n_steps`` steps): ``f_c`` ``[P]``, predicted class ``[P]`` (-1
+        for single-output models), ``D_r`` ``[P]`` and, if ``with_gradient``, ``grad f_c`` ``[P, *S]``."""
+        n = self.n_paths
+        outs = torch.empty(n, dtype=self.point.dtype, device=self.point.device)
+        dist = torch.empty_like(outs)
+        pred = torch.full((n,), -1, dtype=torch.long, device=self.point.device)
+        grads = torch.empty_like(self.point) if with_gradient else None
+        key = planner_key(self.model, (self.point,), "ig2-end")
+        for a, b in plan_chunks(self.internal_batch_size, n, row_numel((self.point,)), key):
+            ex = self.example_index[a:b]
+            z = self.point[a:b].detach()
+            with torch.set_grad_enabled(with_gradient):
+                if with_gradient:
+                    z = z.requires_grad_(True)
+                out, h = self.capture.forward(self.model, z, ex)
+                values = self.model.select(out, ex)
+                if with_gradient:
+                    (g,) = self.model.backward(values, (z,))
+                    grads[a:b] = g  # type: ignore[index]
+            outs[a:b] = values.detach()
+            dist[a:b] = self._distance(h.detach(), self.rho[a:b])
+            if isinstance(out, Tensor) and out.ndim == 2:
+                pred[a:b] = out.detach().argmax(1)
+        return outs, pred, dist, grads
+
+
+def representations(
+    model: ModelFunction, capture: RepresentationCapture, rows: Tensor, example_index: Tensor | None,
+    internal_batch_size: int | None,
+) -> Tensor:
+    """``phi`` of ``rows`` ``[n, *S]`` without gradients, in chunks -> ``[n, ...]``."""
+    parts = []
+    key = planner_key(model, (rows,), "ig2-rho")
+    with torch.no_grad():
+        for a, b in plan_chunks(internal_batch_size, rows.shape[0], row_numel((rows,)), key):
+            ex = None if example_index is None else example_index[a:b]
+            _, h = capture.forward(model, rows[a:b], ex)
+            parts.append(h.detach())
+    return torch.cat(parts)
+
+
+def reference_representations(
+    model: ModelFunction, capture: RepresentationCapture, refs: Tensor, batch: int, internal_batch_size: int | None
+) -> Tensor:
+    """``phi(x^r)`` for every path ``[B * R, ...]`` (computed once per reference when they are shared and no
+    per-example forward arguments exist)."""
+    r = refs.shape[1]
+    shared = refs.shape[0] == 1 and not model._args
+    if shared:
+        rho = representations(model, capture, refs[0], None, internal_batch_size)
+        return rho.repeat(batch, *([1] * (rho.ndim - 1)))
+    full = refs.expand(batch, *refs.shape[1:]).reshape(batch * r, *refs.shape[2:])
+    example = torch.arange(batch * r, device=refs.device) // r
+    return representations(model, capture, full, example, internal_batch_size)
+
+
+def path_step_sizes(x_rows: Tensor, ref_rows: Tensor, n_steps: int, step_size: float | None) -> Tensor:
+    """``eta`` per path ``[P]``: ``|x - x^r|_2 / n_steps`` if ``step_size`` is None, else the constant."""
+    if step_size is None:
+        return torch.linalg.vector_norm((x_rows - ref_rows).reshape(x_rows.shape[0], -1), dim=1) / n_steps
+    return torch.full((x_rows.shape[0],), float(step_size), dtype=x_rows.dtype, device=x_rows.device)
+
+
+# ----------------------------------------------------------------------------------------------- pure function
+@dataclass
+class GradPathResult:
+    """GradPath for ``B`` explicands x ``R`` references.
+
+    Attributes:
+        gradcf: ``[B, R, *S]`` the counterfactual baselines ``GradCF^r = gamma_K``.
+        distance: ``[B, R, K + 1]`` representation distance ``D_r(gamma_j)``, ``j = 0 .. K``.
+        step_size: ``[B, R]`` the ``eta`` of every path.
+        path: ``[B, R, K + 1, *S]`` every path point (only with ``return_path=True``).
+        outputs: ``[B, R]`` target output at GradCF; ``predictions`` ``[B, R]`` its argmax class.
+        cost: forward/backward passes and wall time.
+    """
+
+    gradcf: Tensor
+    distance: Tensor
+    step_size: Tensor
+    path: Tensor | None
+    outputs: Tensor
+    predictions: Tensor
+    cost: _Cost
+
+
+def gradpath(
+    forward_func: Callable[..., Any],
+    inputs: Tensor,
+    references: Any,
+    representation: RepresentationType,
+    representation_side: str = "input",
+    n_steps: int = 201,
+    step_size: float | None = None,
+    bounds: tuple[float, float] | None = None,
+    eps: float | None = None,
+    distance: DistanceType | None = None,
+    target: TargetType = None,
+    additional_forward_args: Any = None,
+    internal_batch_size: int | None = None,
+    return_path: bool = False,
+    eval_mode: bool = True,
+) -> GradPathResult:
+    """GradPath search alone (no attribution): GradCF, the distance along each path and optionally the path.
+
+    Each step costs one forward and one backward per row (the target gradient is not needed here). Arguments
+    as in :meth:`pathattr.IG2.explain`; ``target`` only selects the output reported at GradCF.
+    """
+    check_gradpath_arguments(n_steps, step_size, bounds, eps)
+    if isinstance(inputs, tuple):
+        raise InputValidationError("gradpath takes a single input tensor, not a tuple.", "inputs")
+    from ..forward import as_tuple
+
+    (x,) = as_tuple(inputs)
+    capture = RepresentationCapture(forward_func, representation, representation_side)
+    refs = resolve_references(x, references)
+    batch, r = x.shape[0], refs.shape[1]
+    cost = _Cost()
+    model = ModelFunction(forward_func, batch, additional_forward_args, cost)
+    with model_guard(forward_func, eval_mode), track_cost(cost, x.device):
+        model.resolve_target(target, (x,))
+        n = batch * r
+        example = torch.arange(n, device=x.device) // r
+        x_rows = x.repeat_interleave(r, 0)
+        ref_rows = refs.expand(batch, *refs.shape[1:]).reshape(n, *x.shape[1:])
+        rho = reference_representations(model, capture, refs, batch, internal_batch_size)
+        eta = path_step_sizes(x_rows, ref_rows, n_steps, step_size)
+        walker = GradPathWalker(
+            model, capture, x_rows, rho, example, n_steps, eta, tuple(map(float, bounds)) if bounds else None,
+            float(eps) if eps is not None else default_eps(x.dtype), distance or squared_l2, internal_batch_size,
+        )
+        distances, points = [], [walker.point] if return_path else None
+        for _ in range(n_steps):
+            rec = walker.advance(with_target=False)
+            distances.append(rec.distance)
+            if points is not None:
+                points.append(rec.next_points)
+        outs, pred, d_end, _ = walker.evaluate_end(with_gradient=False)
+        distances.append(d_end)
+    shape = x.shape[1:]
+    return GradPathResult(
+        gradcf=walker.point.reshape(batch, r, *shape),
+        distance=torch.stack(distances, 1).reshape(batch, r, n_steps + 1),
+        step_size=eta.reshape(batch, r),
+        path=None if points is None else torch.stack(points, 1).reshape(batch, r, n_steps + 1, *shape),
+        outputs=outs.reshape(batch, r),
+        predictions=pred.reshape(batch, r),
+        cost=cost,
+    )
+
+
+__all__ = [
+    "DEFAULT_EPS",
+    "GradPathResult",
+    "GradPathWalker",
+    "RepresentationCapture",
+    "check_gradpath_arguments",
+    "default_eps",
+    "gradpath",
+    "gradpath_step",
+    "squared_l2",
+]
