@@ -73,3 +73,27 @@ def test_auto_and_fixed_plans_give_the_same_attributions(cnn, gen):
     auto = ig.attribute(x, target=1, n_steps=40)
     fixed = ig.attribute(x, target=1, n_steps=40, internal_batch_size=7)
     torch.testing.assert_close(auto, fixed, rtol=1e-10, atol=1e-12)
+
+
+def test_auto_plan_exploration_continues_across_short_calls(monkeypatch):
+    # each call has only 12 rows: the exploration (4, 8, 16, 32 ...) spans several calls and then locks
+    def cost(size):
+        return 1.0 + 0.1 * size + 0.4 * max(0, size - 16)
+
+    engine._best_chunk.pop("model-c", None)
+    engine._exploration.pop("model-c", None)
+    first = _run_plan(monkeypatch, 12, cost, key="model-c", cap_numel=1 << 14)
+    assert first == [4, 8]
+    assert engine._exploration["model-c"][0] == 16
+    for _ in range(4):
+        _run_plan(monkeypatch, 40, cost, key="model-c", cap_numel=1 << 14)
+    assert engine._best_chunk["model-c"] == 16 and "model-c" not in engine._exploration
+
+
+def test_auto_plan_folds_a_small_leftover(monkeypatch):
+    engine._best_chunk["model-d"] = 16
+    sizes = _run_plan(monkeypatch, 52, lambda s: 1.0, key="model-d", cap_numel=1 << 14)
+    assert sizes == [16, 16, 20] and sum(sizes) == 52
+    # never beyond the memory cap: with a cap of 16 rows the leftover gets its own call
+    sizes = _run_plan(monkeypatch, 52, lambda s: 1.0, key="model-d", cap_numel=engine.AUTO_ELEMENT_BUDGET // 16)
+    assert sizes == [16, 16, 16, 4]

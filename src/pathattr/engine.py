@@ -17,7 +17,7 @@ from torch import Tensor
 
 from .errors import InputValidationError
 from .forward import ModelFunction
-from .integrators import Evaluation, Integrator, PathInfo
+from .integrators import Evaluation, Integrator, PathInfo, RiemannIntegrator
 from .paths.base import ParametricPath
 
 #: memory cap of the automatic planner: input elements per chunk when ``internal_batch_size`` is None
@@ -28,6 +28,8 @@ AUTO_START_ELEMENTS = 1 << 16
 AUTO_TOLERANCE = 1.15
 
 _best_chunk: dict[tuple, int] = {}
+#: unfinished explorations of the automatic planner: key -> (next size to try, {size: seconds per row})
+_exploration: dict[Hashable, tuple[int, dict[int, float]]] = {}
 
 
 def resolve_chunk_size(internal_batch_size: int | None, n_rows: int, row_numel: int = 1) -> int:
@@ -68,21 +70,26 @@ def plan_chunks(
     memory cap of :func:`resolve_chunk_size`; it then settles on the largest size tried whose time per row is
     within 10 % of the best (large chunks waste less per-call overhead; a clear slowdown, such as a model's
     activations spilling out of cache, stops the growth). The exploration uses the real work, so nothing is
-    computed twice, and the chosen size is remembered per ``key`` (model, row layout) for later calls.
+    computed twice, and the chosen size is remembered per ``key`` (model, row layout) for later calls; a call too
+    short to finish the exploration leaves its state under ``key`` and the next call continues it. A leftover of at
+    most half a chunk is folded into the last chunk (within the memory cap) rather than paid for with a call.
     Results do not depend on the plan (running sums) up to float rounding; pass an int for bit-identical reruns.
     """
     if internal_batch_size is not None:
         yield from chunk_ranges(n_rows, resolve_chunk_size(internal_batch_size, n_rows, numel))
         return
-    cap = resolve_chunk_size(None, n_rows, numel)
+    cap = max(1, AUTO_ELEMENT_BUDGET // max(1, numel))  # memory cap (rows), independent of this call's size
     known = _best_chunk.get(key) if key is not None else None
     first = 1 << max(2, (AUTO_START_ELEMENTS // max(1, numel)).bit_length() - 1)
-    size = min(cap, known or first)
+    resumed = _exploration.get(key) if key is not None and known is None else None
+    size = min(cap, known or (resumed[0] if resumed else first))
     exploring = known is None and size < cap
-    tried: dict[int, float] = {}
+    tried: dict[int, float] = dict(resumed[1]) if resumed else {}
     start = 0
     while start < n_rows:
         stop = min(start + size, n_rows)
+        if not exploring and 0 < n_rows - stop <= size // 2 and n_rows - start <= cap:
+            stop = n_rows  # fold a small leftover into this chunk instead of paying a call for it
         t0 = time.perf_counter()
         yield start, stop
         rate = (time.perf_counter() - t0) / (stop - start)
@@ -96,7 +103,10 @@ def plan_chunks(
                 exploring = False
                 if key is not None:
                     _best_chunk[key] = size
+                    _exploration.pop(key, None)
         start = stop
+    if exploring and key is not None:
+        _exploration[key] = (size, tried)  # short calls continue the exploration where this one stopped
 
 
 def planner_key(model: ModelFunction, rows: Sequence[Tensor], kind: str) -> tuple:
@@ -125,6 +135,8 @@ def gradients_in_chunks(
         for acc, gi in zip(grads, g):
             acc.append(gi)
         outs.append(o)
+    if len(outs) == 1:  # one chunk: no copy
+        return tuple(g[0] for g in grads), outs[0]
     return tuple(torch.cat(g) for g in grads), torch.cat(outs)
 
 
@@ -173,7 +185,8 @@ def integrate_parametric_path(
         scale=batch / n_paths,
     )
     acc = integrator.accumulator(info)
-    closing = bool(getattr(path, "closing_node", False))
+    # output-only closing rows carry zero gradient and displacement: a plain Riemann sum gains nothing from them
+    closing = bool(getattr(path, "closing_node", False)) and type(integrator) is not RiemannIntegrator
     per_path = n_nodes + int(closing)
     plan = plan_chunks(internal_batch_size, n_paths * per_path, numel, planner_key(model, inputs, "gradients"))
     for a, b in plan:

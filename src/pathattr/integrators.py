@@ -20,6 +20,7 @@ Quadrature rules for straight-line paths (:func:`quadrature`) use Captum's nodes
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
@@ -68,7 +69,7 @@ def quadrature(method: str, n_steps: int, dtype: torch.dtype = torch.float64, de
         weights[0] /= 2
         weights[-1] /= 2
     elif method == "gausslegendre":
-        nodes, w = np.polynomial.legendre.leggauss(m)
+        nodes, w = gauss_legendre(m)
         alphas = 0.5 * (1 + nodes)
         weights = 0.5 * w
     else:
@@ -77,6 +78,44 @@ def quadrature(method: str, n_steps: int, dtype: torch.dtype = torch.float64, de
         torch.as_tensor(alphas, dtype=torch.float64).to(dtype=dtype, device=device),
         torch.as_tensor(weights, dtype=torch.float64).to(dtype=dtype, device=device),
     )
+
+
+@functools.lru_cache(maxsize=64)
+def _gauss_legendre_cached(m: int) -> tuple[np.ndarray, np.ndarray]:
+    # Newton's method on the three-term recurrence of the Legendre polynomials, vectorised over the nodes:
+    # elementwise NumPy only. ``numpy.polynomial.legendre.leggauss`` solves an eigenvalue problem through
+    # OpenBLAS, whose worker threads then compete with PyTorch's intra-op threads for the cores (measured on
+    # 2 cores: ~15-30 ms per call and slower model calls right after; docs/performance.md).
+    i = np.arange(1, m + 1, dtype=np.float64)
+    x = np.cos(np.pi * (i - 0.25) / (m + 0.5))  # Tricomi's initial guess, descending
+    dp = np.ones_like(x)
+    for _ in range(100):
+        p0, p1 = np.ones_like(x), x.copy()
+        for k in range(2, m + 1):
+            p0, p1 = p1, ((2 * k - 1) * x * p1 - (k - 1) * p0) / k
+        dp = m * (x * p1 - p0) / (x * x - 1)  # P_m'(x) from P_m = p1, P_{m-1} = p0
+        step = p1 / dp
+        x = x - step
+        if np.max(np.abs(step)) <= 1e-16:
+            break
+    p0, p1 = np.ones_like(x), x.copy()
+    for k in range(2, m + 1):
+        p0, p1 = p1, ((2 * k - 1) * x * p1 - (k - 1) * p0) / k
+    dp = m * (x * p1 - p0) / (x * x - 1)
+    w = 2.0 / ((1 - x * x) * dp * dp)
+    x, w = x[::-1], w[::-1]  # ascending, as leggauss
+    x = (x - x[::-1]) / 2  # exact symmetry, as leggauss
+    w = (w + w[::-1]) / 2
+    w = w * (2.0 / w.sum())
+    x.setflags(write=False)
+    w.setflags(write=False)
+    return x, w
+
+
+def gauss_legendre(m: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gauss-Legendre nodes (ascending) and weights on [-1, 1]; equals ``numpy.polynomial.legendre.leggauss(m)``
+    to float64 rounding, computed without BLAS and cached per ``m`` (read-only arrays)."""
+    return _gauss_legendre_cached(int(m))
 
 
 @dataclass

@@ -1,16 +1,34 @@
-"""Speed and memory benchmark: pathattr against its peers and against the floor.
+"""Speed and memory benchmark: pathattr against its peers and against the floor, in one command.
 
-Run ``python -m pathattr.bench.speed`` (or ``pathattr bench speed``); results go to ``docs/performance.md``.
+Run ``python -m pathattr.bench.speed [--quick] [--repeats N]`` (or ``pathattr bench speed ...``); the tables go
+to ``docs/performance.md`` between the ``<!-- bench:start -->`` / ``<!-- bench:end -->`` markers (the
+hand-written analysis around them is kept).
 
-*Floor*: the cost a perfect implementation would pay, i.e. the same number of plain batched forward+backward
-rows at the fastest batch size for that model, measured on the same machine in the same run. Every timing is
-the median of ``--repeats`` runs after one warm-up run. Ratios: ``ours / peer`` and ``ours / floor``.
+What is compared, on an MLP (64 features), a small CNN (3x32x32) and EfficientNet-Lite0 (3x224x224, a real photo):
+
+* IG vs Captum's ``IntegratedGradients`` (same ``n_steps``, rule and batch; Captum at its default
+  ``internal_batch_size`` and at the best of a few);
+* Guided IG and Blur IG vs PAIR-code/saliency (NumPy, one example at a time; patched at runtime for NumPy 2, see
+  :mod:`pathattr.bench.guided_blur_speed`);
+* IG2 vs the straightforward two-pass implementation of the authors' algorithm
+  (:func:`pathattr.bench.ig2_speed.two_pass_ig2`, skipped with a note if that module is absent);
+* deletion / insertion (:mod:`pathattr.metrics`) vs Quantus' closest metric, ``PixelFlipping``;
+* every method vs the **floor**: plain batched forward+backward calls (forward only for the metrics) of the same
+  number of rows at the model's fastest batch size, measured in the same run; Guided IG and IG2 are sequential
+  (one call per step), so ``floor@N`` (the same rows in calls of ``N`` rows) is shown too;
+* scaling: seconds as the batch size ``N`` and ``n_steps`` grow (1..64), and the peak memory of IG against
+  ``internal_batch_size`` (peak resident-set increase of a fresh subprocess, ``ru_maxrss``).
+
+Every timing is a median over ``--repeats`` rounds after one warm-up round; inside a round the compared functions
+run in turn (:func:`interleaved_medians`), so a change of machine load hits both sides of every ratio.
+pathattr always runs with its **default** settings (automatic ``internal_batch_size``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -26,6 +44,8 @@ import torch
 from torch import nn
 
 import pathattr
+
+START_MARK, END_MARK = "<!-- bench:start -->", "<!-- bench:end -->"
 
 # ----------------------------------------------------------------------------------------------- models
 
@@ -60,8 +80,14 @@ def make_model(name: str) -> tuple[nn.Module, tuple[int, ...]]:
     raise ValueError(f"unknown model {name!r}")
 
 
-def make_inputs(name: str, shape: tuple[int, ...], n: int) -> torch.Tensor:
-    g = torch.Generator().manual_seed(1)
+def representation_of(name: str, model: nn.Module) -> nn.Module:
+    """The layer IG2 compares representations at (the input of the final linear layer)."""
+    return model.classifier if name == "efficientnet" else (model.fc if name == "cnn" else model[-1])
+
+
+def make_inputs(name: str, shape: tuple[int, ...], n: int, seed: int = 1) -> torch.Tensor:
+    """``n`` inputs: for EfficientNet the bundled photo ``chelsea`` with per-example brightness, else uniform."""
+    g = torch.Generator().manual_seed(seed)
     if name == "efficientnet":
         try:
             from .imagenet import load_photo
@@ -88,11 +114,63 @@ def median_seconds(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> floa
     return statistics.median(times)
 
 
+#: a measurement lasts at least this long (short functions run several times in a row; the shared machine's
+#: scheduler slices are ~10 ms) ...
+MIN_MEASURE_SECONDS = 0.1
+#: ... with at most this many calls
+MAX_INNER = 50
+#: CPU-time medians of the last :func:`interleaved_medians` call (process time of all threads)
+LAST_CPU: dict[str, float] = {}
+
+
+def interleaved_medians(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
+    """Median wall seconds of each function over ``repeats`` rounds after one warm-up round; in every round the
+    functions run in turn, so a change of machine load affects all of them alike. A function faster than
+    :data:`MIN_MEASURE_SECONDS` runs several times per measurement (count fixed in the warm-up round). The
+    medians of the process CPU time (all threads; less sensitive to other processes) go to :data:`LAST_CPU`."""
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    cpu: dict[str, list[float]] = {k: [] for k in fns}
+    inner = dict.fromkeys(fns, 1)
+    for round_ in range(repeats + 1):
+        for name, fn in fns.items():
+            c0, t0 = time.process_time(), time.perf_counter()
+            for _ in range(inner[name]):
+                fn()
+            wall = time.perf_counter() - t0
+            if round_:
+                times[name].append(wall / inner[name])
+                cpu[name].append((time.process_time() - c0) / inner[name])
+            else:  # short functions repeat inside a measurement (>= MIN_MEASURE_SECONDS): scheduler noise
+                inner[name] = max(1, min(MAX_INNER, math.ceil(MIN_MEASURE_SECONDS / max(wall, 1e-6))))
+    LAST_CPU.clear()
+    LAST_CPU.update({k: statistics.median(v) for k, v in cpu.items()})
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
 def forward_backward(model: nn.Module, x: torch.Tensor, target: int = 0) -> None:
     """One plain batched forward+backward w.r.t. the input: the unit of the floor."""
     x = x.detach().requires_grad_(True)
     out = model(x)[:, target].sum()
     torch.autograd.grad(out, x)
+
+
+def floor_fn(model: nn.Module, shape: tuple[int, ...], rows: int, per_call: int, backward: bool = True
+             ) -> Callable[[], None]:
+    """Plain torch doing ``rows`` forward(+backward) rows in calls of ``per_call`` rows."""
+    per_call = max(1, min(per_call, rows))
+    x = torch.rand(per_call, *shape, generator=torch.Generator().manual_seed(2))
+    calls, rest = divmod(rows, per_call)
+    sizes = [per_call] * calls + ([rest] if rest else [])
+
+    def run() -> None:
+        for n in sizes:
+            if backward:
+                forward_backward(model, x[:n])
+            else:
+                with torch.no_grad():
+                    model(x[:n])
+
+    return run
 
 
 @dataclass
@@ -114,22 +192,20 @@ class Floor:
 
 
 def measure_floor(model: nn.Module, shape: tuple[int, ...], sizes: list[int], repeats: int) -> Floor:
-    floor = Floor()
-    for n in sizes:
-        x = torch.rand(n, *shape, generator=torch.Generator().manual_seed(2))
-        for p in model.parameters():
-            p.requires_grad_(False)
-        floor.per_row[n] = median_seconds(lambda x=x: forward_backward(model, x), repeats) / n
-        for p in model.parameters():
-            p.requires_grad_(True)
-    return floor
+    """Seconds per forward+backward row at each batch size (interleaved medians, same rows for all sizes)."""
+    rows = max(sizes)
+    fns = {n: floor_fn(model, shape, rows if n * 4 > rows else 4 * n, n) for n in sizes}
+    med = interleaved_medians(fns, repeats)
+    return Floor({n: med[n] / (rows if n * 4 > rows else 4 * n) for n in sizes})
 
 
-# ----------------------------------------------------------------------------------------------- cases
+# ----------------------------------------------------------------------------------------------- rows
 
 
 @dataclass
 class Row:
+    """One benchmark line; times are seconds for the whole batch (per explanation = / batch)."""
+
     model: str
     method: str
     batch: int
@@ -139,91 +215,346 @@ class Row:
     peer: float | None = None
     peer_best: float | None = None
     floor: float | None = None
+    floor_n: float | None = None
     note: str = ""
+    cpu_ratio: float | None = None  #: ours / floor in process CPU time
+    cpu_ratio_n: float | None = None  #: ours / floor@N in process CPU time
+
+    def ratio(self, what: str) -> float | None:
+        other = {"peer": self.peer, "peer_best": self.peer_best, "floor": self.floor, "floor_n": self.floor_n}[what]
+        return None if other is None or other == 0 else self.ours / other
 
     def cells(self) -> list[str]:
         def f(v: float | None) -> str:
-            return "-" if v is None else f"{v:.3f}"
+            return "-" if v is None else (f"{v:.4f}" if v < 1 else f"{v:.3f}")
 
         def r(a: float | None, b: float | None) -> str:
             return "-" if a is None or b is None or b == 0 else f"{a / b:.2f}"
 
+        n = self.batch
         return [
-            self.model, self.method, str(self.batch), str(self.n_steps), f(self.ours / self.batch),
-            self.peer_name or "-", f(None if self.peer is None else self.peer / self.batch),
-            r(self.ours, self.peer), r(self.ours, self.peer_best), r(self.ours, self.floor), r(self.peer, self.floor),
-            self.note,
+            self.model, self.method, str(n), str(self.n_steps), f(self.ours / n),
+            f(None if self.floor is None else self.floor / n), r(self.ours, self.floor),
+            "-" if self.cpu_ratio is None else f"{self.cpu_ratio:.2f}", r(self.ours, self.floor_n),
+            "-" if self.cpu_ratio_n is None else f"{self.cpu_ratio_n:.2f}",
+            self.peer_name or "-", f(None if self.peer is None else self.peer / n), r(self.ours, self.peer),
+            r(self.ours, self.peer_best), r(self.peer_best, self.floor), self.note,
         ]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
 HEADER = [
-    "model", "method", "N", "steps", "ours s/expl", "peer", "peer s/expl", "ours/peer", "ours/peer-best",
-    "ours/floor", "peer/floor", "note",
+    "model", "method", "N", "steps", "ours s/expl", "floor s/expl", "ours/floor", "CPU ours/floor", "ours/floor@N",
+    "CPU ours/floor@N", "peer",
+    "peer s/expl", "ours/peer", "ours/peer-best", "peer-best/floor", "note",
 ]
 
 
-def ig_cases(model_name: str, model: nn.Module, shape, floor: Floor, batches, n_steps: int, repeats: int) -> list[Row]:
+@dataclass
+class Context:
+    """What every case needs: the model, its floor and the run settings."""
+
+    name: str
+    model: nn.Module
+    shape: tuple[int, ...]
+    floor: Floor
+    repeats: int
+    quick: bool
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def big(self) -> bool:
+        return self.name == "efficientnet"
+
+    def floors(self, rows: int, n: int | None = None, backward: bool = True) -> dict[str, Callable[[], None]]:
+        fns = {"floor": floor_fn(self.model, self.shape, rows, self.floor.best_batch, backward)}
+        if n is not None and n != self.floor.best_batch:
+            fns["floor_n"] = floor_fn(self.model, self.shape, rows, n, backward)
+        return fns
+
+
+def _log(row: Row) -> Row:
+    print(" | ".join(row.cells()), flush=True)
+    return row
+
+
+def _row(ctx: Context, method: str, n: int, steps: int, med: dict[str, float], peer_name: str = "",
+         peer_keys: tuple[str, ...] = (), note: str = "", ours_key: str = "ours") -> Row:
+    """A row from interleaved medians (``ours_key``: ours, ``peer_keys``: the peer's variants, ``floor``,
+    ``floor_n``); the CPU-time ratio comes from :data:`LAST_CPU`."""
+    peers = [med[k] for k in peer_keys if k in med]
+    cpu_ours, cpu_floor = LAST_CPU.get(ours_key), LAST_CPU.get("floor")
+    cpu_floor_n = LAST_CPU.get("floor_n", cpu_floor)
+    return _log(Row(
+        ctx.name, method, n, steps, med[ours_key], peer_name if peers else "", peers[0] if peers else None,
+        min(peers) if peers else None, med.get("floor"), med.get("floor_n", med.get("floor")), note,
+        cpu_ours / cpu_floor if cpu_ours is not None and cpu_floor else None,
+        cpu_ours / cpu_floor_n if cpu_ours is not None and cpu_floor_n else None,
+    ))
+
+
+# ----------------------------------------------------------------------------------------------- IG vs Captum
+
+
+def ig_cases(ctx: Context) -> list[Row]:
     from captum.attr import IntegratedGradients as CaptumIG
 
+    model = ctx.model
+    steps = (8 if ctx.quick else 16) if ctx.big else 50
+    batches = (2,) if ctx.big else ((4,) if ctx.quick else (1, 16))
+    rules = ("gausslegendre",) if ctx.quick else ("gausslegendre", "riemann_trapezoid")
+    candidates = (4, 16) if ctx.big else (16, 64, 256)
     rows = []
     for n in batches:
-        x = make_inputs(model_name, shape, n)
-        for method in ("gausslegendre", "riemann_trapezoid"):
-            ig = pathattr.IntegratedGradients(model)
-            ours = median_seconds(
-                lambda x=x, m=method, ig=ig: ig.attribute(x, target=0, n_steps=n_steps, method=m), repeats
-            )
-            peer = median_seconds(
-                lambda x=x, m=method: CaptumIG(model).attribute(x, target=0, n_steps=n_steps, method=m), repeats
-            )
-            best = peer
-            for ibs in sorted({max(n, b) for b in (8, 16, 32, 64)}):
-                if ibs >= n * n_steps:
-                    continue
-                best = min(best, median_seconds(
-                    lambda x=x, m=method, i=ibs: CaptumIG(model).attribute(
-                        x, target=0, n_steps=n_steps, method=m, internal_batch_size=i
-                    ),
-                    repeats,
-                ))
-            rows.append(Row(model_name, f"IG {method}", n, n_steps, ours, "Captum IG", peer, best,
-                            floor.seconds(n * n_steps), "ours: default planner; peer: default and best ibs"))
+        x = make_inputs(ctx.name, ctx.shape, n)
+        for rule in rules:
+            ibs = [c for c in candidates if 2 * n <= c < n * steps]
+            fns: dict[str, Callable[[], Any]] = {
+                "ours": lambda x=x, r=rule: pathattr.IntegratedGradients(model).attribute(
+                    x, target=0, n_steps=steps, method=r),
+                "captum": lambda x=x, r=rule: CaptumIG(model).attribute(x, target=0, n_steps=steps, method=r),
+            }
+            for c in ibs:
+                fns[f"captum@{c}"] = lambda x=x, r=rule, c=c: CaptumIG(model).attribute(
+                    x, target=0, n_steps=steps, method=r, internal_batch_size=c)
+            fns.update(ctx.floors(n * steps))
+            med = interleaved_medians(fns, ctx.repeats)
+            best = min((k for k in med if k.startswith("captum")), key=med.get)
+            rows.append(_row(ctx, f"IG {rule}", n, steps, med, "Captum IG", ("captum", *[f"captum@{c}" for c in ibs]),
+                             f"Captum best: {'default' if best == 'captum' else 'ibs=' + best.split('@')[1]}"))
     return rows
 
 
-def scaling_rows(model_name: str, model: nn.Module, shape, floor: Floor, repeats: int, quick: bool) -> list[Row]:
+# ----------------------------------------------------------------------------------------------- Guided / Blur IG
+
+
+def guided_cases(ctx: Context) -> list[Row]:
+    from ..methods.guided_ig import GuidedIntegratedGradients
+    from .guided_blur_speed import pair_guided_ig
+
+    model = ctx.model
+    steps = (8 if ctx.quick else 16) if ctx.big else (50 if ctx.quick else 200)
+    batches = ((1,) if ctx.quick else (1, 2)) if ctx.big else ((1, 8) if ctx.quick else (1, 4, 16))
     rows = []
-    batches = (1, 4, 16) if quick else (1, 2, 4, 8, 16, 32, 64)
-    steps = (1, 4, 16) if quick else (1, 2, 4, 8, 16, 32, 64)
     for n in batches:
-        x = make_inputs(model_name, shape, n)
-        t = median_seconds(lambda x=x: pathattr.IntegratedGradients(model).attribute(x, target=0, n_steps=16), repeats)
-        rows.append(Row(model_name, "IG scaling in N", n, 16, t, floor=floor.seconds(n * 16)))
-    x = make_inputs(model_name, shape, 4)
-    for s in steps:
-        t = median_seconds(
-            lambda s=s: pathattr.IntegratedGradients(model).attribute(x, target=0, n_steps=s, method="riemann_right"),
-            repeats,
-        )
-        rows.append(Row(model_name, "IG scaling in steps", 4, s, t, floor=floor.seconds(4 * s)))
+        x = make_inputs(ctx.name, ctx.shape, n)
+        fns: dict[str, Callable[[], Any]] = {
+            "ours": lambda x=x: GuidedIntegratedGradients(model).attribute(x, target=0, n_steps=steps)}
+        if n == 1:
+            fns["pair"] = lambda x=x: pair_guided_ig(model, x, 0, steps)
+        fns.update(ctx.floors(n * steps, n))
+        med = interleaved_medians(fns, ctx.repeats)
+        rows.append(_row(ctx, "Guided IG", n, steps, med, "PAIR GuidedIG", ("pair",),
+                         "fraction 0.25, max_dist 0.02; sequential: floor@N = N rows per call"))
     return rows
 
 
-def memory_probe(model_name: str, batch: int, n_steps: int, ibs: int | None) -> dict[str, float]:
-    """Peak resident memory increase (MiB) of one IG call, measured in a fresh subprocess."""
+def blur_cases(ctx: Context) -> list[Row]:
+    from ..methods.blur_ig import BlurIntegratedGradients
+    from .guided_blur_speed import pair_blur_ig
+
+    if len(ctx.shape) < 3:
+        return []
+    model = ctx.model
+    steps = (8 if ctx.quick else 16) if ctx.big else (25 if ctx.quick else 100)
+    batches = ((1,) if ctx.quick else (1, 2)) if ctx.big else ((1, 8) if ctx.quick else (1, 16))
+    pair_batch = min(steps, ctx.floor.best_batch)
+    rows = []
+    for n in batches:
+        x = make_inputs(ctx.name, ctx.shape, n)
+        fns: dict[str, Callable[[], Any]] = {
+            "ours": lambda x=x: BlurIntegratedGradients(model).attribute(x, target=0, n_steps=steps)}
+        if n == 1:
+            fns["pair"] = lambda x=x: pair_blur_ig(model, x, 0, steps)
+            if pair_batch > 1:
+                fns["pair_batched"] = lambda x=x: pair_blur_ig(model, x, 0, steps, batch_size=pair_batch)
+        fns.update(ctx.floors(n * steps))
+        med = interleaved_medians(fns, ctx.repeats)
+        rows.append(_row(ctx, "Blur IG", n, steps, med, "PAIR BlurIG", ("pair", "pair_batched"),
+                         f"PAIR default batch_size=1; best incl. batch_size={pair_batch}" if n == 1 else ""))
+    return rows
+
+
+# ----------------------------------------------------------------------------------------------- IG2
+
+
+def ig2_cases(ctx: Context) -> list[Row]:
+    try:
+        from ..methods.ig2 import IG2
+        from .ig2_speed import equivalent_step_size, fused_floor, two_pass_ig2
+    except ImportError as err:
+        ctx.notes.append(f"IG2 on {ctx.name} skipped: {err}")
+        return []
+    if ctx.name == "mlp":
+        return []
+    model = ctx.model
+    rep = representation_of(ctx.name, model)
+    steps = (4 if ctx.quick else 8) if ctx.big else (16 if ctx.quick else 32)
+    b, r = (1, 2) if ctx.big else (4, 4)
+    x = make_inputs(ctx.name, ctx.shape, b)
+    if ctx.big:
+        from .imagenet import load_photo
+
+        refs = torch.stack([load_photo(p) for p in ("coffee", "china")])
+        eta = equivalent_step_size(int(x[0].numel()))
+    else:
+        refs = make_inputs(ctx.name, ctx.shape, r, seed=3)
+        eta = None
+    store: list[torch.Tensor] = []
+    hook = rep.register_forward_pre_hook(lambda m, a: store.append(a[0]))
+    try:
+        with torch.no_grad():
+            model(refs)
+    finally:
+        hook.remove()
+    rho = store[-1].repeat(b, 1)
+    x_rows = x.repeat_interleave(r, 0)
+    fns: dict[str, Callable[[], Any]] = {
+        "ours": lambda: IG2(model, rep).attribute(x, refs, target=0, n_steps=steps, step_size=eta, bounds=(0.0, 1.0)),
+        "two_pass": lambda: two_pass_ig2(model, rep, x, refs, target=0, n_steps=steps, step_size=eta,
+                                         bounds=(0.0, 1.0)),
+        "floor": fused_floor(model, rep, x_rows, rho, steps, 2),
+        "floor_1bwd": fused_floor(model, rep, x_rows, rho, steps, 1),
+    }
+    for p in model.parameters():
+        p.requires_grad_(False)
+    med = interleaved_medians(fns, ctx.repeats)
+    return [_row(ctx, "IG2", b, steps, med, "two-pass ref.", ("two_pass",),
+                 f"R={r} references; floor = fused (1 fwd + 2 bwd of B*R rows per step); "
+                 f"1-bwd floor ratio {med['ours'] / med['floor_1bwd']:.2f}")]
+
+
+# ----------------------------------------------------------------------------------------------- metrics
+
+
+def _import_quantus() -> Any:
+    """Quantus 0.6 (installed --no-deps) imports pandas and cv2 at package level, only for functions not used
+    here; stub them if absent (benchmark only, the installed package is not modified)."""
+    import types
+
+    for name in ("pandas", "cv2"):
+        try:
+            __import__(name)
+        except ImportError:
+            sys.modules.setdefault(name, types.ModuleType(name))
+    import quantus
+
+    return quantus
+
+
+def metric_cases(ctx: Context) -> list[Row]:
+    try:
+        from ..metrics import deletion, insertion
+    except ImportError as err:
+        ctx.notes.append(f"metrics on {ctx.name} skipped: {err}")
+        return []
+    if len(ctx.shape) < 3:
+        return []
+    try:
+        quantus = _import_quantus()
+    except Exception as err:  # pragma: no cover - optional peer
+        ctx.notes.append(f"Quantus unavailable: {err}")
+        quantus = None
+    import numpy as np
+
+    model = ctx.model
+    n = 2 if ctx.big else 16
+    steps = (8 if ctx.quick else 16) if ctx.big else 32
+    x = make_inputs(ctx.name, ctx.shape, n)
+    pixels = math.prod(ctx.shape[1:])
+    attr = torch.rand(n, 1, *ctx.shape[1:], generator=torch.Generator().manual_seed(5))
+    x_np, a_np, y_np = x.numpy(), attr.numpy(), np.zeros(n, dtype=np.int64)
+    fns: dict[str, Callable[[], Any]] = {
+        "ours": lambda: deletion(model, x, attr, target=0, n_steps=steps, substrate="zeros"),
+        "ours_insertion": lambda: insertion(model, x, attr, target=0, n_steps=steps, substrate="zeros"),
+    }
+    if quantus is not None:
+        metric = quantus.PixelFlipping(features_in_step=pixels // steps, perturb_baseline="black", normalise=False,
+                                       disable_warnings=True, display_progressbar=False)
+        fns["quantus"] = lambda: metric(model=model, x_batch=x_np, y_batch=y_np, a_batch=a_np, channel_first=True,
+                                        device="cpu", batch_size=n)
+    rows_fwd = n * (steps + 1)
+    fns.update(ctx.floors(rows_fwd, backward=False))
+    med = interleaved_medians(fns, ctx.repeats)
+    out = [_row(ctx, "deletion", n, steps, med, "Quantus PixelFlipping", ("quantus",),
+                "forward-only floor; pixel granularity, zeros substrate")]
+    out.append(_row(ctx, "insertion", n, steps, med, "Quantus PixelFlipping", ("quantus",),
+                    "forward-only floor; zeros substrate", ours_key="ours_insertion"))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- scaling
+
+
+def scaling_cases(ctx: Context) -> list[Row]:
+    """IG seconds vs batch size and n_steps; Guided IG throughput vs batch size (small CNN only)."""
+    from ..methods.guided_ig import GuidedIntegratedGradients
+
+    if ctx.name != "cnn":
+        return []
+    model = ctx.model
+    grid = (1, 4, 16, 64) if ctx.quick else (1, 2, 4, 8, 16, 32, 64)
+    rows = []
+    for n in grid:
+        x = make_inputs(ctx.name, ctx.shape, n)
+        fns = {"ours": lambda x=x: pathattr.IntegratedGradients(model).attribute(x, target=0, n_steps=16),
+               **ctx.floors(16 * n)}
+        rows.append(_row(ctx, "IG scaling in N", n, 16, interleaved_medians(fns, ctx.repeats)))
+    x = make_inputs(ctx.name, ctx.shape, 4)
+    for s in grid:
+        fns = {"ours": lambda s=s: pathattr.IntegratedGradients(model).attribute(
+            x, target=0, n_steps=s, method="riemann_right"), **ctx.floors(4 * s)}
+        rows.append(_row(ctx, "IG scaling in steps", 4, s, interleaved_medians(fns, ctx.repeats)))
+    for n in grid:
+        x = make_inputs(ctx.name, ctx.shape, n)
+        fns = {"ours": lambda x=x: GuidedIntegratedGradients(model).attribute(x, target=0, n_steps=50),
+               **ctx.floors(50 * n, n)}
+        rows.append(_row(ctx, "Guided IG scaling in N", n, 50, interleaved_medians(fns, ctx.repeats)))
+    return rows
+
+
+def memory_probe(model_name: str, batch: int, n_steps: int, ibs: int | None) -> float:
+    """Peak resident-set increase (MiB) during one IG call, in a fresh subprocess: a thread samples
+    ``/proc/self/statm`` every millisecond; the increase is over the resident set just before the call (after a
+    warm-up call at ``internal_batch_size=1``)."""
     code = (
-        "import resource, json, torch, pathattr\n"
+        "import json, os, threading, time, torch, pathattr\n"
+        f"torch.set_num_threads({torch.get_num_threads()})\n"
         "from pathattr.bench.speed import make_model, make_inputs\n"
-        "torch.set_num_threads(2)\n"
         f"m, shape = make_model({model_name!r}); x = make_inputs({model_name!r}, shape, {batch})\n"
         "ig = pathattr.IntegratedGradients(m); ig.attribute(x[:1], target=0, n_steps=2, internal_batch_size=1)\n"
-        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "page = os.sysconf('SC_PAGE_SIZE')\n"
+        "def rss():\n"
+        "    with open('/proc/self/statm') as f: return int(f.read().split()[1]) * page\n"
+        "peak = [rss()]; base = peak[0]; stop = threading.Event()\n"
+        "def sample():\n"
+        "    while not stop.is_set(): peak[0] = max(peak[0], rss()); time.sleep(0.001)\n"
+        "t = threading.Thread(target=sample); t.start()\n"
         f"ig.attribute(x, target=0, n_steps={n_steps}, internal_batch_size={ibs!r})\n"
-        "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-        "print(json.dumps({'peak_increase_mib': (peak - base) / 1024}))\n"
+        "stop.set(); t.join(); peak[0] = max(peak[0], rss())\n"
+        "print(json.dumps({'peak_increase_mib': (peak[0] - base) / 2**20}))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return float(json.loads(out.stdout.strip().splitlines()[-1])["peak_increase_mib"])
+
+
+def memory_rows(quick: bool, models: list[str]) -> list[tuple[str, int, int, str, float]]:
+    out = []
+    plan = [("cnn", 16, 32, (8, 32, 128, None) if quick else (8, 32, 128, 512, None))]
+    if "efficientnet" in models and not quick:
+        plan.append(("efficientnet", 2, 16, (2, 8, 32, None)))
+    for name, n, steps, sizes in plan:
+        for ibs in sizes:
+            try:
+                mib = memory_probe(name, n, steps, ibs)
+            except (subprocess.CalledProcessError, ValueError) as err:  # pragma: no cover
+                print(f"memory probe failed: {err}", file=sys.stderr)
+                continue
+            out.append((name, n, steps, "auto (default)" if ibs is None else str(ibs), mib))
+            print(f"memory {name} N={n} steps={steps} ibs={ibs}: {mib:.1f} MiB", flush=True)
+    return out
 
 
 # ----------------------------------------------------------------------------------------------- report
@@ -251,67 +582,111 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+#: further benchmark cases register here: ``fn(ctx: Context) -> list[Row]``
+EXTRA_CASES: list[Callable[[Context], list[Row]]] = []
+
+CASES: dict[str, Callable[[Context], list[Row]]] = {
+    "ig": ig_cases, "guided": guided_cases, "blur": blur_cases, "ig2": ig2_cases, "metrics": metric_cases,
+    "scaling": scaling_cases,
+}
+
+
+def write_report(path: Path, generated: str) -> None:
+    """Put ``generated`` between the markers of ``path`` (creating the page if needed)."""
+    block = f"{START_MARK}\n{generated}\n{END_MARK}"
+    old = path.read_text() if path.exists() else ""
+    if START_MARK in old and END_MARK in old:
+        head, rest = old.split(START_MARK, 1)
+        text = head + block + rest.split(END_MARK, 1)[1]
+    else:
+        text = (old.rstrip() + "\n\n" if old.strip() else "# Performance\n\n") + block + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="pathattr bench speed", description=__doc__)
+    parser = argparse.ArgumentParser(prog="pathattr bench speed", description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="mlp,cnn,efficientnet")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--quick", action="store_true", help="fewer sizes and repeats (a smoke run)")
+    parser.add_argument("--cases", default=",".join(CASES), help=f"subset of {','.join(CASES)}")
+    parser.add_argument("--repeats", type=int, default=None, help="rounds per timing (default 5, --quick 2)")
+    parser.add_argument("--quick", action="store_true", help="fewer sizes, steps and rounds (a few minutes)")
+    parser.add_argument("--no-memory", action="store_true", help="skip the memory probes")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch intra-op threads (default: torch's default). On an oversubscribed machine every "
+                             "parallel kernel waits for a time slice of its second thread, so 1 measures compute")
     parser.add_argument("--out", default="docs/performance.md")
+    parser.add_argument("--json", default=None, help="also write the raw rows as JSON here")
     args = parser.parse_args(argv)
-    repeats = 2 if args.quick else args.repeats
+    repeats = args.repeats if args.repeats is not None else (2 if args.quick else 5)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     started = time.time()
-    sections: list[str] = []
+    load_start = os.getloadavg()
+    models = args.models.split(",")
+    cases = [CASES[c] for c in args.cases.split(",") if c] + EXTRA_CASES
+    floors: list[str] = []
+    notes: list[str] = []
     all_rows: list[Row] = []
-    for name in args.models.split(","):
-        model, shape = make_model(name)
-        big = name == "efficientnet"
-        sizes = [1, 2, 4, 8, 16, 32] if big else [1, 4, 16, 64, 256, 1024]
-        floor = measure_floor(model, shape, sizes, repeats)
-        sections.append(
-            f"**{name}** floor: best {floor.best_per_row * 1e3:.2f} ms per forward+backward row at batch "
-            f"{floor.best_batch} (" + ", ".join(f"{b}: {v * 1e3:.2f}" for b, v in floor.per_row.items()) + " ms/row)"
+    for name in models:
+        try:
+            model, shape = make_model(name)
+        except ImportError as err:  # the ImageNet packages are missing
+            notes.append(f"{name} skipped: {err}")
+            continue
+        for p in model.parameters():
+            p.requires_grad_(False)
+        sizes = [1, 2, 4, 8, 16, 32] if name == "efficientnet" else [1, 4, 16, 64, 256, 1024]
+        model_repeats = min(repeats, 3) if name == "efficientnet" else repeats  # keeps the full run ~10 min
+        floor = measure_floor(model, shape, sizes, model_repeats)
+        floors.append(
+            f"**{name}** ({'x'.join(map(str, shape))}): forward+backward ms/row by batch size: "
+            + ", ".join(f"{b}: {v * 1e3:.2f}" for b, v in floor.per_row.items())
+            + f" (floor = {floor.best_per_row * 1e3:.2f} ms/row at batch {floor.best_batch})"
         )
-        n_steps = 16 if big and args.quick else 32
-        batches = (1, 4) if big else (1, 8, 32)
-        all_rows += ig_cases(name, model, shape, floor, batches, n_steps, repeats)
-        if not big:
-            all_rows += scaling_rows(name, model, shape, floor, repeats, args.quick)
-        for extra in EXTRA_CASES:
-            all_rows += extra(name, model, shape, floor, repeats, args.quick)
-    memory = []
-    for ibs in (8, 32, 128):
-        memory.append((ibs, memory_probe("cnn", 16, 32, ibs)["peak_increase_mib"]))
+        print(floors[-1], flush=True)
+        ctx = Context(name, model, shape, floor, model_repeats, args.quick)
+        for case in cases:
+            all_rows += case(ctx)
+        notes += ctx.notes
+    memory = [] if args.no_memory else memory_rows(args.quick, models)
     elapsed = time.time() - started
+    load_end = os.getloadavg()
     command = "python -m pathattr.bench.speed " + " ".join(argv if argv is not None else sys.argv[1:])
     text = [
-        "# Performance",
+        f"Machine: {machine_description()}. No GPU was available to this run.",
+        f"Load average (1/5/15 min) {load_start[0]:.2f}/{load_start[1]:.2f}/{load_start[2]:.2f} at the start and "
+        f"{load_end[0]:.2f}/{load_end[1]:.2f}/{load_end[2]:.2f} at the end (shared machine: timings carry noise).",
         "",
-        f"Machine: {machine_description()}.",
+        f"Command: `{command.strip()}` (took {elapsed / 60:.1f} min, ending "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}). "
+        f"Medians of {repeats} interleaved rounds (at most 3 on EfficientNet-Lite0) after a warm-up round.",
+        "Seconds are per explanation (per example), float32, target class 0. *floor*: the same rows as plain batched",
+        "forward+backward calls at the model's fastest batch size; *floor@N*: the same rows in calls of N rows (the",
+        "inherent floor of a sequential path). pathattr runs with its defaults (automatic internal batch size).",
         "",
-        f"Command: `{command.strip()}` (took {elapsed / 60:.1f} min). Medians of {repeats} runs after a warm-up.",
-        "Seconds are per explanation (per example). *floor* = the same number of plain batched forward+backward",
-        "rows at the model's fastest batch size, measured in this run.",
-        "",
-        *[f"- {s}" for s in sections],
+        *[f"- {s}" for s in floors],
+        *[f"- {s}" for s in notes],
         "",
         table(all_rows),
         "",
-        "Peak resident memory increase of IG (small CNN, N=16, 32 steps) against `internal_batch_size`:",
-        "",
-        "| internal_batch_size | peak increase (MiB) |",
-        "|---|---|",
-        *[f"| {i} | {m:.1f} |" for i, m in memory],
-        "",
     ]
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text("\n".join(text))
-    print("\n".join(text))
+    if memory:
+        text += [
+            "Peak memory of IG against `internal_batch_size`: increase of the resident set of a fresh process during "
+            "the call over its value just before (sampled every ms from /proc/self/statm after a warm-up call; CPU "
+            "PyTorch has no allocator statistics and tracemalloc does not see tensor storage):",
+            "",
+            "| model | N | steps | internal_batch_size | peak increase (MiB) |",
+            "|---|---|---|---|---|",
+            *[f"| {m} | {n} | {s} | {i} | {v:.1f} |" for m, n, s, i, v in memory],
+            "",
+        ]
+    generated = "\n".join(text)
+    write_report(Path(args.out), generated)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"rows": [r.as_dict() for r in all_rows], "memory": memory}, indent=1))
+    print(generated)
     return 0
-
-
-#: further benchmark cases (Guided IG, Blur IG, IG2, metrics) register here:
-#: ``fn(model_name, model, shape, floor, repeats, quick) -> list[Row]``
-EXTRA_CASES: list[Callable[..., list[Row]]] = []
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -149,7 +150,11 @@ def _integrate(
         flat_grads = flatten_features(grads, n_rows, grads[0].dtype)
         disp = path.advance(flat_grads, step_rows, check_finite=False)  # the model wrapper checked them
         if direct:
-            flat.addcmul_(flat_grads, disp)
+            if flat.device.type == "cpu" and flat_grads.device.type == "cpu":  # NumPy: no thread barrier
+                flat_np = flat.numpy()
+                flat_np += np.multiply(flat_grads.numpy(), disp.numpy(), dtype=np.float64)
+            else:
+                flat.addcmul_(flat_grads, disp)
             if step == 0:
                 start_outputs[rows] = outs.to(start_outputs.dtype)
             continue
@@ -162,6 +167,8 @@ def _integrate(
         grads64 = tuple(g.to(torch.float64) for g in grads)
         acc.update(Evaluation(rows, torch.full_like(rows, step), grads64, outs, unflatten_features(disp, like)))
     if direct:
+        if every and k == 1:  # one path per example, all active: the sum is the attribution
+            return unflatten_features(flat, like), {}, start_outputs
         total = torch.zeros((batch, flat.shape[1]), dtype=flat.dtype, device=flat.device)
         total.index_add_(0, row_example, flat, alpha=1.0 / k)
         return unflatten_features(total, like), {}, start_outputs

@@ -19,6 +19,7 @@ applied in the input's dtype.
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import torch
@@ -218,19 +219,36 @@ class BlurPath(ParametricPath):
         return path_index
 
     def start_points(self, path_index: Tensor) -> tuple[Tensor, ...]:
-        sigma = self.sigmas[-1].expand(path_index.shape[0])
-        return tuple(blur_rows(x[path_index], sigma, self.spatial_dims, self.padding, self.truncate)
-                     for x in self.inputs)
+        n = path_index.shape[0]
+        out = []
+        for x in self.inputs:  # blur(x, sigma_m) with the cached matrices of the last node (= blur_rows)
+            rows = x[path_index]
+            for dim in spatial_dims_of(rows, self.spatial_dims):
+                last = self._node_matrices(rows.shape[dim], rows.dtype)[0][-1]
+                rows = apply_along(rows, last.expand(n, *last.shape), dim)
+            out.append(rows)
+        return tuple(out)
 
-    def _geometry(self, path_index: Tensor, step_index: Tensor) -> tuple[list[list[Tensor]], list[list[Tensor]]]:
-        sigma = self.sigmas[step_index]
+    def _node_matrices(self, length: int, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
+        """``[m + 1, L, L]`` blur matrices of every node and ``[m + 1, L, L]`` ones at ``sigma + h`` and their
+        differences (formed in float64), all cast to ``dtype``; cached (see :func:`_cached_node_matrices`)."""
+        return _cached_node_matrices(length, tuple(self.sigma_list), self.grad_step, self.padding, self.truncate,
+                                     dtype, self.sigmas.device)
+
+    def _geometry(self, path_index: Tensor, step_index: Tensor) -> tuple[list[list[tuple]], list[list[Tensor]]]:
         mats, prefixes = [], []
         for x in self.inputs:
             rows = x[path_index]
             dims = spatial_dims_of(rows, self.spatial_dims)
-            now = _matrices(rows, dims, sigma, self.padding, self.truncate)
-            mats.append(now)
-            prefixes.append(_prefixes(rows, now, dims))
+            per_dim = []
+            for dim in dims:
+                now, later, diff = self._node_matrices(rows.shape[dim], rows.dtype)
+                per_dim.append((now[step_index], later, diff))
+            out = [rows]
+            for (now_rows, _, _), dim in zip(per_dim, dims):
+                out.append(apply_along(out[-1], now_rows, dim))
+            mats.append(per_dim)
+            prefixes.append(out)
         return mats, prefixes
 
     def points(self, path_index: Tensor, step_index: Tensor) -> tuple[Tensor, ...]:
@@ -247,15 +265,50 @@ class BlurPath(ParametricPath):
             mats, prefixes = cache[2], cache[3]
         else:
             mats, prefixes = self._geometry(path_index, step_index)
-        shifted = self.shifted[step_index]
         scale = -(self.deltas[step_index] / self.grad_step)  # PAIR: -(delta_sigma * (difference / h))
         out = []
-        for now, pre, x in zip(mats, prefixes, self.inputs):
+        for per_dim, pre, x in zip(mats, prefixes, self.inputs):
             dims = spatial_dims_of(pre[0], self.spatial_dims)
-            later = _matrices(pre[0], dims, shifted, self.padding, self.truncate)
-            diff = _difference(pre, now, later, dims)
-            out.append(diff * scale.to(x.dtype).view(-1, *([1] * (x.ndim - 1))))
+            total = None  # blur(x, sigma + h) - blur(x, sigma), telescoping over the axes (see _difference)
+            for i, dim in enumerate(dims):
+                term = apply_along(pre[i], per_dim[i][2][step_index], dim)
+                for d in range(i + 1, len(dims)):
+                    term = apply_along(term, per_dim[d][1][step_index], dims[d])
+                total = term if total is None else total + term
+            out.append(total * scale.to(x.dtype).view(-1, *([1] * (x.ndim - 1))))
         return tuple(out)
+
+
+#: node matrices kept between calls (one entry per axis length, sigma list, dtype, ...), at most this many bytes
+NODE_MATRIX_CACHE_BYTES = 1 << 27
+_node_matrix_cache: OrderedDict[tuple, tuple[Tensor, Tensor, Tensor]] = OrderedDict()
+
+
+def _cached_node_matrices(
+    length: int, sigmas: tuple[float, ...], grad_step: float, padding: str, truncate: float, dtype: torch.dtype,
+    device: torch.device,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Blur matrices of all nodes ``sigma_i``, of ``sigma_i + h`` and their float64 differences, cast to
+    ``dtype`` (bit-identical to building them per chunk). Building them costs more than applying them (an exp
+    and a gather per row and axis), and rows of different examples, chunks and calls share the nodes, so they
+    are built once and kept in a small LRU cache bounded by :data:`NODE_MATRIX_CACHE_BYTES`."""
+    key = (length, sigmas, grad_step, padding, truncate, dtype, str(device))
+    hit = _node_matrix_cache.get(key)
+    if hit is not None:
+        _node_matrix_cache.move_to_end(key)
+        return hit
+    sig = torch.tensor(sigmas, dtype=torch.float64, device=device)
+    now64 = gaussian_blur_matrices(length, sig, padding, truncate, torch.float64)
+    later64 = gaussian_blur_matrices(length, sig + grad_step, padding, truncate, torch.float64)
+    entry = (now64.to(dtype), later64.to(dtype), (later64 - now64).to(dtype))
+    size = sum(t.numel() * t.element_size() for t in entry)
+    if size <= NODE_MATRIX_CACHE_BYTES:
+        _node_matrix_cache[key] = entry
+        total = sum(t.numel() * t.element_size() for e in _node_matrix_cache.values() for t in e)
+        while total > NODE_MATRIX_CACHE_BYTES and len(_node_matrix_cache) > 1:
+            _, old = _node_matrix_cache.popitem(last=False)
+            total -= sum(t.numel() * t.element_size() for t in old)
+    return entry
 
 
 __all__ = ["PADDINGS", "BlurPath", "apply_along", "blur_rows", "blur_sigmas", "blur_with_derivative",

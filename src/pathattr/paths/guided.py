@@ -29,8 +29,11 @@ from torch import Tensor
 
 from ..errors import InputValidationError, NonFiniteError
 
-#: CPU steps on at most this many path elements (P x N) use the NumPy backend
-NUMPY_MAX_ELEMENTS = 1 << 16
+#: CPU steps on at most this many path elements (P x N) use the NumPy backend (default: every CPU step). NumPy's
+#: single-threaded kernels beat torch's on this work: a step is ~60 passes over ``[P, N]`` float64 arrays, each a
+#: separate torch parallel region whose thread barrier costs far more than the pass itself on a busy machine
+#: (measured on 2 shared cores, 224x224x3 features: 7-12 ms per step with NumPy, 40-65 ms with torch).
+NUMPY_MAX_ELEMENTS = 1 << 62
 #: tolerance of the "target L1 distance reached" test (PAIR's ``EPSILON``; ``math.isclose`` semantics)
 EPSILON = 1e-9
 
@@ -58,6 +61,7 @@ def guided_ig_step(
     safe_diff: Tensor | None = None,
     check_finite: bool = True,
     backend: str = "auto",
+    workspace: dict | None = None,
 ) -> tuple[Tensor, int]:
     """One Guided IG step for ``P`` independent paths (pure function).
 
@@ -77,6 +81,8 @@ def guided_ig_step(
         backend: ``"auto"`` (NumPy views for small CPU problems, at most :data:`NUMPY_MAX_ELEMENTS` elements,
             where its per-call overhead is far below torch's; torch otherwise), ``"numpy"`` or ``"torch"``.
             Both give the same results.
+        workspace: optional dict in which the NumPy backend keeps its scratch arrays between calls (pass the
+            same dict at every step of a path; fresh memory is costly, ~1 page fault per 4 KiB).
 
     Returns:
         the next point ``z_{t+1}`` (``[P, N]``, same dtype as ``point``) and the number of inner iterations used.
@@ -124,7 +130,7 @@ def guided_ig_step(
                      and gradients.dtype in (torch.float32, torch.float64) and point.dtype == torch.float64)
     else:
         use_numpy = backend == "numpy"
-    ops: _Ops = _NumpyOps() if use_numpy else _TorchOps()
+    ops: _Ops = _NumpyOps(workspace) if use_numpy else _TorchOps()
     state = ops.start(point, inputs, baselines, diff, safe_diff, gradients, a_lo, a_hi)
     iterations = _inner_loop(ops, state, goal, kth, n)
     return ops.finish(state), iterations
@@ -187,28 +193,84 @@ class _Ops:
         raise NotImplementedError
 
 
+#: arrays with fewer elements use NumPy's masked kernels directly (the bit selection pays off above this size)
+BIT_SELECT_MIN_ELEMENTS = 1 << 14
+_UINT = {2: np.uint16, 4: np.uint32, 8: np.uint64}
+_INT = {2: np.int16, 4: np.int32, 8: np.int64}
+
+
+def _bits(a: np.ndarray) -> np.ndarray:
+    """The IEEE bit pattern of a float array as an unsigned-int view (no copy)."""
+    return a.view(_UINT[a.dtype.itemsize])
+
+
+def _ones_where(mask: np.ndarray, itemsize: int, out: np.ndarray | None = None) -> np.ndarray:
+    """All-ones words where ``mask`` is True, zeros elsewhere (unsigned ints of ``itemsize`` bytes)."""
+    signed = np.empty(mask.shape, _INT[itemsize]) if out is None else out.view(_INT[itemsize])
+    np.copyto(signed, mask, casting="unsafe")
+    np.negative(signed, out=signed)  # signed: SIMD negation (NumPy's unsigned negation is slow)
+    return signed.view(_UINT[itemsize])
+
+
+def _select_into(out: np.ndarray, value: np.ndarray | float, mask: np.ndarray, ones: np.ndarray | None = None,
+                 scratch: np.ndarray | None = None) -> None:
+    """``out[mask] = value[mask]`` (``value`` an array like ``out`` or a scalar), bit-exact and branch-free.
+
+    NumPy's masked kernels (``putmask``, ``copyto(where=)``, ``where``) branch per element and run ~10x slower
+    than plain arithmetic on the random-looking masks of a Guided IG step; ``out ^ ((value ^ out) & ones)``
+    selects the same bits with SIMD integer operations. ``ones``/``scratch``: optional preallocated arrays.
+    """
+    if out.size < BIT_SELECT_MIN_ELEMENTS:  # small: one masked kernel beats five calls (Python overhead)
+        np.copyto(out, value, where=mask)
+        return
+    bits = _bits(out)
+    ones = _ones_where(mask, out.dtype.itemsize) if ones is None else ones
+    v = _bits(np.asarray(value, dtype=out.dtype))
+    t = np.bitwise_xor(v, bits, out=None if scratch is None else _bits(scratch))
+    np.bitwise_and(t, ones, out=t)
+    np.bitwise_xor(bits, t, out=bits)
+
+
 class _NumpyOps(_Ops):
-    """CPU backend: NumPy views of the tensors (no copies); its per-call overhead is a fraction of torch's."""
+    """CPU backend: NumPy views of the tensors, scratch arrays reused across steps (``workspace``), masked
+    updates as branch-free bit selections."""
+
+    def __init__(self, workspace: dict | None = None) -> None:
+        self.ws = {} if workspace is None else workspace
+
+    def buf(self, name: str, shape: tuple, dtype) -> np.ndarray:
+        a = self.ws.get(name)
+        if a is None or a.shape != shape or a.dtype != dtype:
+            a = self.ws[name] = np.empty(shape, dtype)
+        return a
 
     def start(self, point, inputs, baselines, diff, safe_diff, gradients, a_lo, a_hi):
         z0, x, b, d = (t.detach().numpy() for t in (point, inputs, baselines, diff))
-        z_hi = d * a_hi
+        shape = z0.shape
+        z_hi = np.multiply(d, a_hi, out=self.buf("z_hi", shape, z0.dtype))
         z_hi += b  # PAIR: b + (x - b) * alpha, same rounding
+        z = z0.copy()  # the new point (returned; never a scratch array)
+        work = self.buf("work", shape, z0.dtype)
+        scratch = self.buf("scratch", shape, z0.dtype)
+        ones = self.buf("ones", shape, np.uint64)
         if a_lo > 0:  # (1) laggards up to the band floor (features with x_i == b_i have z_i == b_i == z_lo_i)
-            work = z0 - b
+            np.subtract(z0, b, out=work)
             work /= safe_diff.detach().numpy()
-            lag = work < a_lo
+            lag = np.less(work, a_lo, out=self.buf("mask", shape, np.bool_))
             np.multiply(d, a_lo, out=work)
             work += b
-            z = np.where(lag, work, z0)
-        else:
-            z = z0.copy()
-        room = np.abs(z - z_hi)  # 0 exactly where z == z_hi (IEEE: a - b == 0 iff a == b)
-        ranked = np.abs(gradients.detach().numpy())  # PAIR's selection copy, +inf on marked features
-        np.putmask(ranked, room == 0, np.inf)
-        work = np.abs(z - x)
+            _select_into(z, work, lag, _ones_where(lag, 8, ones) if lag.size >= BIT_SELECT_MIN_ELEMENTS else None,
+                         scratch)
+        room = np.subtract(z, z_hi, out=self.buf("room", shape, z0.dtype))
+        np.abs(room, out=room)  # 0 exactly where z == z_hi (IEEE: a - b == 0 iff a == b)
+        g = gradients.detach().numpy()
+        ranked = np.abs(g, out=self.buf("ranked", shape, g.dtype))  # PAIR's selection copy, +inf on marked
+        marked = np.equal(room, 0, out=self.buf("mask", shape, np.bool_))
+        _select_into(ranked, np.inf, marked, None, self.buf("scratch_r", shape, g.dtype))
+        np.subtract(z, x, out=work)
+        np.abs(work, out=work)
         return {"z": z, "z_hi": z_hi, "room": room, "ranked": ranked, "current": work.sum(1), "work": work,
-                "moving": None, "gamma": np.zeros(z.shape[0])}
+                "scratch": scratch, "ones": ones, "moving": None, "gamma": np.zeros(shape[0])}
 
     def largest(self, state):
         return float(np.finfo(state["ranked"].dtype).max)
@@ -217,27 +279,38 @@ class _NumpyOps(_Ops):
         return np.partition(state["ranked"], k, axis=1)[:, k].astype(np.float64)
 
     def select(self, state, limit):
-        state["mask"] = state["ranked"] <= limit.astype(state["ranked"].dtype)[:, None]
-        np.multiply(state["room"], state["mask"], out=state["work"])
+        ranked = state["ranked"]
+        mask = np.less_equal(ranked, limit.astype(ranked.dtype)[:, None], out=self.buf("mask", ranked.shape, np.bool_))
+        state["mask"] = mask
+        if mask.size < BIT_SELECT_MIN_ELEMENTS:
+            np.multiply(state["room"], mask, out=state["work"])
+            return state["work"].sum(1)
+        ones = _ones_where(mask, 8, state["ones"])
+        # sum of room over the selection: room * mask, exactly (room >= 0, so unselected entries are +0.0)
+        np.bitwise_and(_bits(state["room"]), ones, out=_bits(state["work"]))
         return state["work"].sum(1)
 
     def mark_partial(self, state, rows, gamma):
-        part = state["mask"] & rows[:, None]
+        part = state["mask"] & rows[:, None]  # a copy: the mask array is reused by the next select
         state["moving"] = part if state["moving"] is None else state["moving"] | part
         state["gamma"][rows] = gamma[rows]
 
     def saturate(self, state, rows):
-        grow = state["mask"] & rows[:, None]
-        np.copyto(state["z"], state["z_hi"], where=grow)
-        np.putmask(state["ranked"], grow, np.inf)
+        every = bool(rows.all())
+        grow = state["mask"] if every else state["mask"] & rows[:, None]
+        big = grow.size >= BIT_SELECT_MIN_ELEMENTS
+        _select_into(state["z"], state["z_hi"], grow, state["ones"] if every and big else None, state["scratch"])
+        _select_into(state["ranked"], np.inf, grow, None, self.buf("scratch_r", grow.shape, state["ranked"].dtype))
 
     def finish(self, state):
         z = state["z"]
         if state["moving"] is not None:
-            moved = state["z_hi"] - z
+            moved = np.subtract(state["z_hi"], z, out=state["work"])
             moved *= state["gamma"][:, None]
             moved += z  # PAIR: z + (z_hi - z) * gamma
-            np.copyto(z, moved, where=state["moving"])
+            big = z.size >= BIT_SELECT_MIN_ELEMENTS
+            _select_into(z, moved, state["moving"], _ones_where(state["moving"], 8, state["ones"]) if big else None,
+                         state["scratch"])
         return torch.from_numpy(z)
 
 
@@ -302,7 +375,9 @@ class _TorchOps(_Ops):
 
 
 def flatten_features(tensors: Sequence[Tensor], rows: int, dtype: torch.dtype = torch.float64) -> Tensor:
-    """Concatenate per-input tensors ``[rows, *S_i]`` into one ``[rows, N]`` matrix."""
+    """Concatenate per-input tensors ``[rows, *S_i]`` into one ``[rows, N]`` matrix (a view where possible)."""
+    if len(tensors) == 1:
+        return tensors[0].reshape(rows, -1).to(dtype)
     return torch.cat([t.reshape(rows, -1).to(dtype) for t in tensors], 1)
 
 
@@ -346,6 +421,7 @@ class GuidedPath:
         self.active = self.l1_total > 0
         self.step = 0
         self.max_inner_iterations = 0
+        self._workspace: dict = {}  # scratch arrays of the NumPy step backend, reused at every step
 
     @property
     def n_paths(self) -> int:
@@ -369,7 +445,7 @@ class GuidedPath:
         new, iterations = guided_ig_step(
             z, pick(self.inputs), pick(self.baselines), gradients, pick(self.l1_total),
             self.step, self.n_steps, self.fraction, self.max_dist, pick(self.diff), pick(self.safe_diff),
-            check_finite,
+            check_finite, workspace=self._workspace,
         )
         self.max_inner_iterations = max(self.max_inner_iterations, iterations)
         self.step += 1
@@ -377,6 +453,8 @@ class GuidedPath:
             self.point = new
         else:
             self.point[rows] = new
+        if rows is None and new.device.type == "cpu" and z.device.type == "cpu":  # one NumPy pass, no barrier
+            return torch.from_numpy(np.subtract(new.numpy(), z.numpy()))
         return new.sub_(z) if rows is not None else new - z
 
 
