@@ -44,6 +44,9 @@ class Family:
         normal_class: class used for the "reference from a chosen class" recipe (wafer ``none``), else None.
         ig2: IG2 settings for this family (``n_steps``, ``step_size``, ``n_references``, recipe ...).
         info: free-form facts for the report (dataset source, sizes, training time, seed ...).
+        budget: optional runner settings that size the work for this family (all optional): ``quick_steps`` /
+            ``full_steps`` (path steps of IG, Guided IG, Blur IG, and samples of EG), ``quick_metric_steps`` /
+            ``full_metric_steps`` (insertion/deletion steps), ``batch_size`` (explicands per attribution call).
     """
 
     name: str
@@ -65,6 +68,7 @@ class Family:
     normal_class: int | None = None
     ig2: dict[str, Any] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+    budget: dict[str, Any] = field(default_factory=dict)
 
     def check_accuracy(self) -> None:
         """Raise :class:`AccuracyError` if the model is below its stated accuracy."""
