@@ -11,41 +11,19 @@ and the library code are never modified).
 from __future__ import annotations
 
 import contextlib
-import types
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
 import torch
 
+from pathattr.bench.pair_compat import numpy2_compatible
+
 saliency = pytest.importorskip("saliency.core")
 guided_ig_module = pytest.importorskip("saliency.core.guided_ig")
 
 
-class _NumpyProxy(types.ModuleType):
-    """``numpy`` with ``quantile(..., interpolation=...)`` mapped to ``method=``."""
-
-    def __init__(self) -> None:
-        super().__init__("numpy_proxy")
-
-    def __getattr__(self, name: str):
-        return getattr(np, name)
-
-    @staticmethod
-    def quantile(a, q, *args, interpolation=None, **kwargs):
-        if interpolation is not None:
-            kwargs["method"] = interpolation
-        return np.quantile(a, q, *args, **kwargs)
-
-
-@contextlib.contextmanager
-def numpy2_compatible_guided_ig() -> Iterator[None]:
-    original = guided_ig_module.np
-    guided_ig_module.np = _NumpyProxy()
-    try:
-        yield
-    finally:
-        guided_ig_module.np = original
+def numpy2_compatible_guided_ig() -> contextlib.AbstractContextManager:
+    return numpy2_compatible(guided_ig_module)
 
 
 def call_model_function(model: torch.nn.Module, target: int, channels_last: bool, dtype=torch.float64):

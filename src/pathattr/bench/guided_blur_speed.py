@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import sys
-import types
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -22,23 +21,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from .pair_compat import numpy2_compatible
+
 # ----------------------------------------------------------------------------------------------- PAIR adapter
-
-
-class _NumpyQuantileProxy(types.ModuleType):
-    """``numpy`` with ``quantile(..., interpolation=...)`` (removed in NumPy 2.4) mapped to ``method=``."""
-
-    def __init__(self) -> None:
-        super().__init__("numpy_quantile_proxy")
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(np, name)
-
-    @staticmethod
-    def quantile(a, q, *args, interpolation=None, **kwargs):
-        if interpolation is not None:
-            kwargs["method"] = interpolation
-        return np.quantile(a, q, *args, **kwargs)
 
 
 @contextlib.contextmanager
@@ -46,12 +31,8 @@ def _pair_guided_ig_numpy2() -> Iterator[Any]:
     import saliency.core as saliency
     import saliency.core.guided_ig as module
 
-    original = module.np
-    module.np = _NumpyQuantileProxy()
-    try:
+    with numpy2_compatible(module):
         yield saliency
-    finally:
-        module.np = original
 
 
 def _pair_call(model: nn.Module, target: int, channels_last: bool) -> Callable[..., dict]:
