@@ -28,8 +28,10 @@ AUTO_START_ELEMENTS = 1 << 16
 AUTO_TOLERANCE = 1.15
 
 _best_chunk: dict[tuple, int] = {}
-#: unfinished explorations of the automatic planner: key -> (next size to try, {size: seconds per row})
-_exploration: dict[Hashable, tuple[int, dict[int, float]]] = {}
+#: unfinished explorations of the automatic planner: key -> (next size, {size: seconds per row}, {size: samples})
+_exploration: dict[Hashable, tuple[int, dict[int, float], dict[int, int]]] = {}
+#: measurements per chunk size before the automatic planner judges it (the fastest one counts)
+AUTO_SAMPLES = 2
 
 
 def resolve_chunk_size(internal_batch_size: int | None, n_rows: int, row_numel: int = 1) -> int:
@@ -66,7 +68,8 @@ def plan_chunks(
 
     The automatic plan measures the wall time the caller spends on each chunk (the code between two
     iterations). It starts at about :data:`AUTO_START_ELEMENTS` input elements per chunk (at least 4 rows) and
-    doubles the size while the time per row stays within :data:`AUTO_TOLERANCE` of the best seen, up to the
+    doubles the size while the time per row (the fastest of :data:`AUTO_SAMPLES` chunks of that size, since the
+    first call at a new shape pays one-off costs) stays within :data:`AUTO_TOLERANCE` of the best seen, up to the
     memory cap of :func:`resolve_chunk_size`; it then settles on the largest size tried whose time per row is
     within 10 % of the best (large chunks waste less per-call overhead; a clear slowdown, such as a model's
     activations spilling out of cache, stops the growth). The exploration uses the real work, so nothing is
@@ -85,6 +88,7 @@ def plan_chunks(
     size = min(cap, known or (resumed[0] if resumed else first))
     exploring = known is None and size < cap
     tried: dict[int, float] = dict(resumed[1]) if resumed else {}
+    samples: dict[int, int] = dict(resumed[2]) if resumed else {}
     start = 0
     while start < n_rows:
         stop = min(start + size, n_rows)
@@ -94,9 +98,15 @@ def plan_chunks(
         yield start, stop
         rate = (time.perf_counter() - t0) / (stop - start)
         if exploring and stop - start == size:
-            tried[size] = rate
+            # the first call at a new batch shape pays one-off costs (kernel selection, allocations): every size is
+            # measured AUTO_SAMPLES times and judged by its fastest measurement
+            tried[size] = min(rate, tried.get(size, float("inf")))
+            samples[size] = samples.get(size, 0) + 1
+            if samples[size] < AUTO_SAMPLES:
+                start = stop
+                continue
             best = min(tried.values())
-            if rate <= best * AUTO_TOLERANCE and size < cap:
+            if tried[size] <= best * AUTO_TOLERANCE and size < cap:
                 size = min(cap, size * 2)
             else:
                 size = max(s for s, r in tried.items() if r <= best * 1.10)
@@ -106,7 +116,7 @@ def plan_chunks(
                     _exploration.pop(key, None)
         start = stop
     if exploring and key is not None:
-        _exploration[key] = (size, tried)  # short calls continue the exploration where this one stopped
+        _exploration[key] = (size, tried, samples)  # short calls continue the exploration where this one stopped
 
 
 def planner_key(model: ModelFunction, rows: Sequence[Tensor], kind: str) -> tuple:
