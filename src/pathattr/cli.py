@@ -148,8 +148,9 @@ def _bench_list() -> int:
 def _explain(args: argparse.Namespace) -> int:
     import torch
 
+    from .bench.families._fit import predict
     from .bench.methods_registry import applicable, get_method, reference_settings, select_references
-    from .bench.runner import _predict, load_family
+    from .bench.runner import load_family
 
     family = load_family(args.family, quick=not args.full, seed=args.seed)
     spec = get_method(args.method)
@@ -161,10 +162,10 @@ def _explain(args: argparse.Namespace) -> int:
         print(f"--example must be in [0, {family.inputs.shape[0] - 1}]", file=sys.stderr)
         return 2
     x = family.inputs[i : i + 1]
-    target = _predict(family.model, x)
+    target = predict(family.model, x, batch_size=64)
     refs = None
     if spec.needs_references:
-        pool_classes = _predict(family.model, family.reference_pool)
+        pool_classes = predict(family.model, family.reference_pool, batch_size=64)
         refs = select_references(family, i, x[0], int(target[0]), pool_classes, reference_settings(family),
                                  args.seed).unsqueeze(0)
     expl = spec.run(family, x, target, refs, spec.defaults(family, not args.full), torch.Generator().manual_seed(0))

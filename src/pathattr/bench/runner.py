@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .families._fit import predict
 from .families.base import Family
 from .methods_registry import (
     METHODS,
@@ -93,10 +94,6 @@ def load_family(name: str, quick: bool = True, seed: int = 0, data_path: str | N
 
 
 @torch.no_grad()
-def _predict(model: Any, x: Tensor, batch: int = 64) -> Tensor:
-    return torch.cat([model(x[i : i + batch]).argmax(1) for i in range(0, x.shape[0], batch)])
-
-
 def _progress(iterable: Iterable, total: int, desc: str, enabled: bool) -> Iterable:
     if not enabled:
         return iterable
@@ -144,8 +141,8 @@ def run_family(
     groups = resolve_groups(metrics)
     n = int(family.inputs.shape[0])
     bs = batch_size or (getattr(family, "budget", None) or {}).get("batch_size") or DEFAULT_BATCH.get(family.name, 8)
-    targets = _predict(family.model, family.inputs)
-    pool_classes = _predict(family.model, family.reference_pool)
+    targets = predict(family.model, family.inputs, batch_size=64)
+    pool_classes = predict(family.model, family.reference_pool, batch_size=64)
     ref_cache: dict[tuple, Tensor] = {}
     profile = "quick" if quick else "full"
     for name in methods:

@@ -66,9 +66,10 @@ def predict(model: nn.Module, x: Tensor, batch_size: int = 512) -> Tensor:
     was_training = model.training
     model.eval()
     try:
-        return torch.cat([model(x[lo : lo + batch_size]).argmax(1) for lo in range(0, x.shape[0], batch_size)])
+        out = [model(x[lo : lo + batch_size]).argmax(1) for lo in range(0, x.shape[0], batch_size)]
     finally:
         model.train(was_training)
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.long, device=x.device)
 
 
 def accuracy(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 512) -> float:

@@ -27,18 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-#: environment variable overriding the default cache folder of trained family models (shared with ``_fit``)
-CACHE_ENV = "PATHATTR_CACHE"
-
-
-def cache_folder(cache_dir: str | os.PathLike | None) -> Path:
-    """``cache_dir`` if given, else ``$PATHATTR_CACHE``, else ``~/.cache/pathattr`` (as the other families)."""
-    if cache_dir is not None:
-        return Path(cache_dir)
-    env = os.environ.get(CACHE_ENV)
-    if env:
-        return Path(env)
-    return Path.home() / ".cache" / "pathattr"
+from . import _fit
 
 
 def digest(*parts: Any) -> str:
@@ -115,23 +104,9 @@ def train_classifier(
     return time.perf_counter() - start
 
 
-@torch.no_grad()
-def predict(model: nn.Module, x: Tensor, batch_size: int = 256) -> Tensor:
-    """Predicted classes ``[N]`` of ``model`` (evaluated in eval mode, no gradients)."""
-    was_training = model.training
-    model.eval()
-    try:
-        out = [model(x[i : i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)]
-    finally:
-        model.train(was_training)
-    return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
-
-
 def accuracy(model: nn.Module, x: Tensor, y: Tensor) -> float:
-    """Fraction of ``x`` that ``model`` classifies as ``y``."""
-    if len(x) == 0:
-        raise ValueError("accuracy needs at least one held-out example")
-    return float((predict(model, x) == y).double().mean())
+    """Fraction of ``x`` that ``model`` classifies as ``y`` (chunks of 256 rows, as these models were measured)."""
+    return _fit.accuracy(model, x, y, batch_size=256)
 
 
 def save_weights(path: Path, model: nn.Module, meta: dict[str, Any], half: bool = False) -> None:

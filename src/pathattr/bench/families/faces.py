@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from ...errors import InputValidationError
 from . import _seeded_training as st
+from ._fit import default_cache_dir
 from .base import Family
 
 LFW_CLASSES: tuple[str, ...] = ("non-face", "face")
@@ -252,7 +253,7 @@ def load_family(quick: bool = True, seed: int = 0, data_path: str | None = None,
                                    weight_decay=recipe["weight_decay"], augment=flip_shift)
 
     model, how = st.obtain_model(build, train, key=key, seed=seed,
-                                 cache_file=st.cache_folder(cache_dir) / f"faces_{name}_cnn_{key}.pt",
+                                 cache_file=default_cache_dir(cache_dir) / f"faces_{name}_cnn_{key}.pt",
                                  committed=_COMMITTED if data_path is None else None, retrain=retrain)
     acc = st.accuracy(model, x_test, y_test)
     y_test_np, y_train_np = y_test.numpy(), y_train.numpy()

@@ -36,6 +36,7 @@ from torch import Tensor, nn
 
 from ...errors import InputValidationError
 from . import _seeded_training as st
+from ._fit import default_cache_dir
 from .base import Family
 
 PAD, UNK = "<pad>", "<unk>"
@@ -323,7 +324,7 @@ def build_text_task(seed: int = 0, data_path: str | None = None, cache_dir: str 
                                    batch_size=_RECIPE["batch_size"], lr=_RECIPE["lr"])
 
     model, how = st.obtain_model(build, train, key=key, seed=seed,
-                                 cache_file=st.cache_folder(cache_dir) / f"text_{data.name}_kimcnn_{key}.pt",
+                                 cache_file=default_cache_dir(cache_dir) / f"text_{data.name}_kimcnn_{key}.pt",
                                  committed=_COMMITTED if data_path is None else None, retrain=retrain)
     acc = st.accuracy(model, test_ids, y_test)
     return TextTask(data, vocab, model, train_ids, train_mask, test_ids, test_mask, acc, how)

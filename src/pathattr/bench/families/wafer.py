@@ -32,6 +32,7 @@ from torch import Tensor, nn
 
 from ...errors import InputValidationError
 from . import _seeded_training as st
+from ._fit import default_cache_dir
 from .base import Family
 
 #: WM-811K class names in the order used by the IG2 reference (fault classes 0..7, ``none`` = 8)
@@ -366,7 +367,7 @@ def load_family(quick: bool = True, seed: int = 0, data_path: str | None = None,
                                    weight_decay=1e-4)
 
     model, how = st.obtain_model(lambda: WaferCNN(grid), train, key=key, seed=seed,
-                                 cache_file=st.cache_folder(cache_dir) / f"wafer_cnn_{key}.pt",
+                                 cache_file=default_cache_dir(cache_dir) / f"wafer_cnn_{key}.pt",
                                  committed=_COMMITTED if data_path is None else None, retrain=retrain)
     acc = st.accuracy(model, x_test, y_test)
     per = 1 if quick else 10
