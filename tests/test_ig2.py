@@ -8,11 +8,11 @@ from captum.attr import IntegratedGradients as CaptumIG
 from torch import nn
 
 from conftest import SmallCNN, make_mlp
-from pathattr.bench.ig2_speed import equivalent_step_size, two_pass_ig2
 from pathattr.errors import InputValidationError, NonFiniteError
 from pathattr.methods.ig2 import IG2, GradCFIG, GradPathIG, gradcf_ig, ig2, segment_nodes
 from pathattr.methods.integrated_gradients import IntegratedGradients
-from pathattr.paths.gradpath import gradpath, gradpath_step
+from pathattr.paths.gradpath import equivalent_step_size, gradpath, gradpath_step
+from pathattr.testing.oracles import two_pass_ig2
 
 D = torch.float64
 

@@ -1,7 +1,7 @@
 """The batching engine: one planner for every method.
 
 Work is a list of *rows* (examples x baselines x steps, or examples x references at one step of a sequential
-path). :func:`chunk_ranges` splits rows into chunks of at most ``internal_batch_size``; results are
+path). :mod:`pathattr.planner` splits rows into chunks of at most ``internal_batch_size``; results are
 accumulated as running sums, so memory is bounded by the chunk size and results do not depend on it.
 
 How to build a new method on the engine: docs/engine.md.
@@ -9,119 +9,25 @@ How to build a new method on the engine: docs/engine.md.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Hashable, Iterator, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
-from .errors import InputValidationError
 from .forward import ModelFunction
 from .integrators import Evaluation, Integrator, PathInfo, RiemannIntegrator
 from .paths.base import ParametricPath
-
-#: memory cap of the automatic planner: input elements per chunk when ``internal_batch_size`` is None
-AUTO_ELEMENT_BUDGET = 1 << 22
-#: the automatic planner starts at this many input elements per chunk (at least 4 rows)
-AUTO_START_ELEMENTS = 1 << 16
-#: it keeps doubling while the time per row is within this factor of the best seen so far
-AUTO_TOLERANCE = 1.15
-
-_best_chunk: dict[tuple, int] = {}
-#: unfinished explorations of the automatic planner: key -> (next size, {size: seconds per row}, {size: samples})
-_exploration: dict[Hashable, tuple[int, dict[int, float], dict[int, int]]] = {}
-#: measurements per chunk size before the automatic planner judges it (the fastest one counts)
-AUTO_SAMPLES = 2
-
-
-def resolve_chunk_size(internal_batch_size: int | None, n_rows: int, row_numel: int = 1) -> int:
-    """Rows per forward call for a fixed plan.
-
-    ``None`` gives the memory cap ``max(1, AUTO_ELEMENT_BUDGET // row_numel)`` rows (about 27 rows of a 224x224
-    RGB image, all rows of small tabular inputs); an int must be positive.
-    """
-    if internal_batch_size is None:
-        return max(1, min(n_rows, AUTO_ELEMENT_BUDGET // max(1, row_numel)))
-    if isinstance(internal_batch_size, bool) or not isinstance(internal_batch_size, int) or internal_batch_size < 1:
-        raise InputValidationError(
-            f"`internal_batch_size` must be a positive int or None, got {internal_batch_size!r}.",
-            "internal_batch_size",
-        )
-    return internal_batch_size
-
-
-def row_numel(inputs: Sequence[Tensor]) -> int:
-    """Scalar input features per row (all inputs together)."""
-    return sum(int(t[0].numel()) for t in inputs)
-
-
-def chunk_ranges(n_rows: int, chunk_size: int) -> Iterator[tuple[int, int]]:
-    """Consecutive ``(start, stop)`` ranges covering ``range(n_rows)``."""
-    for start in range(0, n_rows, chunk_size):
-        yield start, min(start + chunk_size, n_rows)
-
-
-def plan_chunks(
-    internal_batch_size: int | None, n_rows: int, numel: int = 1, key: Hashable | None = None
-) -> Iterator[tuple[int, int]]:
-    """Consecutive ``(start, stop)`` row ranges; with ``internal_batch_size=None`` the sizes adapt to speed.
-
-    The automatic plan measures the wall time the caller spends on each chunk (the code between two
-    iterations). It starts at about :data:`AUTO_START_ELEMENTS` input elements per chunk (at least 4 rows) and
-    doubles the size while the time per row (the fastest of :data:`AUTO_SAMPLES` chunks of that size, since the
-    first call at a new shape pays one-off costs) stays within :data:`AUTO_TOLERANCE` of the best seen, up to the
-    memory cap of :func:`resolve_chunk_size`; it then settles on the largest size tried whose time per row is
-    within 10 % of the best (large chunks waste less per-call overhead; a clear slowdown, such as a model's
-    activations spilling out of cache, stops the growth). The exploration uses the real work, so nothing is
-    computed twice, and the chosen size is remembered per ``key`` (model, row layout) for later calls; a call too
-    short to finish the exploration leaves its state under ``key`` and the next call continues it. A leftover of at
-    most half a chunk is folded into the last chunk (within the memory cap) rather than paid for with a call.
-    Results do not depend on the plan (running sums) up to float rounding; pass an int for bit-identical reruns.
-    """
-    if internal_batch_size is not None:
-        yield from chunk_ranges(n_rows, resolve_chunk_size(internal_batch_size, n_rows, numel))
-        return
-    cap = max(1, AUTO_ELEMENT_BUDGET // max(1, numel))  # memory cap (rows), independent of this call's size
-    known = _best_chunk.get(key) if key is not None else None
-    first = 1 << max(2, (AUTO_START_ELEMENTS // max(1, numel)).bit_length() - 1)
-    resumed = _exploration.get(key) if key is not None and known is None else None
-    size = min(cap, known or (resumed[0] if resumed else first))
-    exploring = known is None and size < cap
-    tried: dict[int, float] = dict(resumed[1]) if resumed else {}
-    samples: dict[int, int] = dict(resumed[2]) if resumed else {}
-    start = 0
-    while start < n_rows:
-        stop = min(start + size, n_rows)
-        if not exploring and 0 < n_rows - stop <= size // 2 and n_rows - start <= cap:
-            stop = n_rows  # fold a small leftover into this chunk instead of paying a call for it
-        t0 = time.perf_counter()
-        yield start, stop
-        rate = (time.perf_counter() - t0) / (stop - start)
-        if exploring and stop - start == size:
-            # the first call at a new batch shape pays one-off costs (kernel selection, allocations): every size is
-            # measured AUTO_SAMPLES times and judged by its fastest measurement
-            tried[size] = min(rate, tried.get(size, float("inf")))
-            samples[size] = samples.get(size, 0) + 1
-            if samples[size] < AUTO_SAMPLES:
-                start = stop
-                continue
-            best = min(tried.values())
-            if tried[size] <= best * AUTO_TOLERANCE and size < cap:
-                size = min(cap, size * 2)
-            else:
-                size = max(s for s, r in tried.items() if r <= best * 1.10)
-                exploring = False
-                if key is not None:
-                    _best_chunk[key] = size
-                    _exploration.pop(key, None)
-        start = stop
-    if exploring and key is not None:
-        _exploration[key] = (size, tried, samples)  # short calls continue the exploration where this one stopped
-
-
-def planner_key(model: ModelFunction, rows: Sequence[Tensor], kind: str) -> tuple:
-    """Cache key of the automatic planner: the model, what is computed and the row layout."""
-    return (id(model.forward_func), kind, tuple((tuple(t.shape[1:]), t.dtype, t.device.type) for t in rows))
+from .planner import (  # noqa: F401 - re-exported: the engine's public planning API
+    AUTO_ELEMENT_BUDGET,
+    AUTO_SAMPLES,
+    AUTO_START_ELEMENTS,
+    AUTO_TOLERANCE,
+    chunk_ranges,
+    plan_chunks,
+    planner_key,
+    resolve_chunk_size,
+    row_numel,
+)
 
 
 def outputs_in_chunks(

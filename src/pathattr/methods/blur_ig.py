@@ -13,8 +13,10 @@ from ..integrators import Integrator, get_integrator
 from ..paths.blur import PADDINGS, BlurPath, blur_sigmas
 from ..result import Explanation
 from .base import AttributionMethod
+from .registry import register
 
 
+@register("blur_integrated_gradients", paper="Xu, Venugopalan & Sundararajan, CVPR 2020")
 class BlurIntegratedGradients(AttributionMethod):
     """Blur Integrated Gradients (Xu, Venugopalan & Sundararajan, "Attribution in Scale and Space", CVPR 2020,
     arXiv 2004.03383).

@@ -16,8 +16,10 @@ from ..paths.straight import StraightLinePath
 from ..randomness import as_generator, rand, randint
 from ..result import Explanation
 from .base import AttributionMethod
+from .registry import register
 
 
+@register("expected_gradients", paper="Erion et al., Nature Machine Intelligence 2021")
 class ExpectedGradients(AttributionMethod):
     """Expected Gradients: IG's integral as an expectation over baselines from a reference set.
 

@@ -11,8 +11,10 @@ from ..engine import gradients_in_chunks
 from ..forward import TargetType, TensorOrTuple
 from ..result import Explanation
 from .base import AttributionMethod
+from .registry import register
 
 
+@register("saliency", paper="Simonyan, Vedaldi & Zisserman, ICLR Workshop 2014")
 class Saliency(AttributionMethod):
     """Gradient of the target output w.r.t. the inputs (Simonyan, Vedaldi & Zisserman, ICLR-W 2014).
 
@@ -49,6 +51,7 @@ class Saliency(AttributionMethod):
             return s.explanation(attributions, {"abs": self.abs, "internal_batch_size": internal_batch_size})
 
 
+@register("input_x_gradient", paper="Shrikumar et al., arXiv 1605.01713, 2016")
 class InputXGradient(AttributionMethod):
     """Input times gradient (Shrikumar et al., 2016): ``x * d f_c / d x``."""
 

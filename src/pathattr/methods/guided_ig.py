@@ -18,8 +18,10 @@ from ..randomness import as_generator
 from ..result import Explanation
 from .base import AttributionMethod
 from .integrated_gradients import _describe
+from .registry import register
 
 
+@register("guided_integrated_gradients", paper="Kapishnikov et al., CVPR 2021", sequential=True)
 class GuidedIntegratedGradients(AttributionMethod):
     """Guided Integrated Gradients (Kapishnikov, Venugopalan, Avci, Wedin, Terry & Bolukbasi, "Guided Integrated
     Gradients: An Adaptive Path Method for Removing Noise", CVPR 2021, arXiv 2106.09788).

@@ -33,6 +33,7 @@ from ..paths.gradpath import (
 from ..paths.straight import StraightLinePath
 from ..result import Explanation
 from .base import AttributionMethod, Session
+from .registry import register
 
 SEGMENT_RULES = ("left", "trapezoid", "gausslegendre")
 
@@ -158,6 +159,7 @@ class _GradPathMethod(AttributionMethod):
         return extras
 
 
+@register("ig2", paper="Zhuo & Ge, IEEE TPAMI 2024", needs_references=True, sequential=True)
 class IG2(_GradPathMethod):
     """IG2 (Zhuo & Ge, "IG2: Integrated Gradient on Iterative Gradient Path for Feature Attribution", IEEE TPAMI
     2024, arXiv 2406.10852).
@@ -434,6 +436,7 @@ def _streamed_walk(
     return attr, run, dict(acc.extras)
 
 
+@register("gradpath_ig", paper="Zhuo & Ge, IEEE TPAMI 2024 (ablation)", needs_references=True, sequential=True)
 class GradPathIG(_GradPathMethod):
     """Ablation "GradPath at a fixed baseline": Integrated Gradients from the **reference** ``x^r`` (the usual
     IG baseline) along GradPath instead of the straight line.
@@ -492,6 +495,7 @@ class GradPathIG(_GradPathMethod):
             return s.explanation((attr,), hyper, baseline_outputs=ref_out.view(su.batch, su.r).mean(1), extras=extras)
 
 
+@register("gradcf_ig", paper="Zhuo & Ge, IEEE TPAMI 2024 (ablation)", needs_references=True, sequential=True)
 class GradCFIG(_GradPathMethod):
     """Ablation "GradCF baseline, straight path": Integrated Gradients on the straight line from each
     ``GradCF^r`` (found by GradPath, which costs one forward and one backward per step) to ``x``, averaged over

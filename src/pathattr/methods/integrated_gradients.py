@@ -15,8 +15,10 @@ from ..paths.straight import StraightLinePath
 from ..randomness import as_generator
 from ..result import Explanation
 from .base import AttributionMethod
+from .registry import register
 
 
+@register("integrated_gradients", paper="Sundararajan, Taly & Yan, ICML 2017")
 class IntegratedGradients(AttributionMethod):
     """Integrated Gradients (Sundararajan, Taly & Yan, "Axiomatic Attribution for Deep Networks", ICML 2017).
 

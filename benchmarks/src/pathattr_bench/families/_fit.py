@@ -34,7 +34,7 @@ def bundled_weights(file_name: str) -> Path | None:
     from importlib import resources
 
     try:
-        path = Path(str(resources.files("pathattr.bench").joinpath("data", file_name)))
+        path = Path(str(resources.files("pathattr_bench").joinpath("data", file_name)))
     except (ModuleNotFoundError, TypeError):  # pragma: no cover - unusual installs
         return None
     return path if path.is_file() else None

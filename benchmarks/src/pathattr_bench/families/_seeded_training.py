@@ -7,7 +7,7 @@ reproducible and the caller's global RNG state is restored afterwards); mini-bat
 depend on the machine's core count. Trained weights are cached as ``{"state_dict", "meta"}`` files loadable with
 ``torch.load(weights_only=True)``; a cached or committed file is used only when its ``key`` (a digest of the
 data, the architecture and the training recipe) matches, and accuracy is always re-measured after loading.
-``python -m pathattr.bench.families._seeded_training`` retrains the three default models (seed 0) and rewrites
+``python -m pathattr_bench.families._seeded_training`` retrains the three default models (seed 0) and rewrites
 the committed float16 weights under ``pathattr/bench/data/weights/``.
 """
 
@@ -142,7 +142,7 @@ def load_weights(path: Path | Any, model: nn.Module, key: str) -> dict[str, Any]
 
 def committed_weights(name: str) -> Any:
     """The packaged weights file ``pathattr/bench/data/weights/<name>`` (a Traversable; may not exist)."""
-    return resources.files("pathattr.bench").joinpath("data", "weights", name)
+    return resources.files("pathattr_bench").joinpath("data", "weights", name)
 
 
 def obtain_model(
@@ -222,21 +222,3 @@ def export_committed(cache_file: Path, name: str, folder: Path | None = None) ->
     target.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"state_dict": state, "meta": {**blob["meta"], "stored_as": "float16"}}, target)
     return target
-
-
-def _export_defaults() -> None:  # pragma: no cover - maintenance entry point
-    """Retrain the default text, wafer and faces models (seed 0) and write their committed weights."""
-    import tempfile
-
-    from . import faces, text, wafer
-
-    with tempfile.TemporaryDirectory() as tmp:
-        for module, name in ((text, text._COMMITTED), (wafer, wafer._COMMITTED), (faces, faces._COMMITTED)):
-            fam = module.load_family(quick=True, seed=0, cache_dir=tmp, retrain=True)
-            path = export_committed(Path(fam.info["cache_file"]), name)
-            print(f"{fam.name}: accuracy {fam.accuracy:.4f}, trained in {fam.info['train_seconds']:.1f} s -> {path} "
-                  f"({path.stat().st_size / 1024:.0f} KiB)")
-
-
-if __name__ == "__main__":  # pragma: no cover
-    _export_defaults()

@@ -1,7 +1,7 @@
 """The resumable benchmark runner: families x methods x metrics into the SQLite store.
 
 For each family it loads the data and model (:func:`load_family`; below its stated accuracy is an
-:class:`~pathattr.bench.families.base.AccuracyError`, not a result), records the model, then for each method
+:class:`~pathattr_bench.families.base.AccuracyError`, not a result), records the model, then for each method
 splits the explicands into fixed chunks of ``batch_size`` examples, computes the attributions of the examples
 not yet stored, evaluates every applicable metric group and **commits the chunk in one transaction** (values,
 cost, curves, the first examples' attributions for figures). A killed run therefore loses at most the chunk in
@@ -81,13 +81,13 @@ class RunStats:
 
 def load_family(name: str, quick: bool = True, seed: int = 0, data_path: str | None = None,
                 cache_dir: str | None = None, **options: Any) -> Family:
-    """Import ``pathattr.bench.families.<name>`` and call its ``load_family``."""
+    """Import ``pathattr_bench.families.<name>`` and call its ``load_family``."""
     if name not in FAMILIES and not name.isidentifier():
         raise KeyError(f"unknown family {name!r}; choose from {', '.join(FAMILIES)}")
     try:
-        module = importlib.import_module(f"pathattr.bench.families.{name}")
+        module = importlib.import_module(f"pathattr_bench.families.{name}")
     except ModuleNotFoundError as err:
-        if err.name == f"pathattr.bench.families.{name}":
+        if err.name == f"pathattr_bench.families.{name}":
             raise KeyError(f"unknown family {name!r}; choose from {', '.join(FAMILIES)}") from err
         raise
     return module.load_family(quick=quick, seed=seed, data_path=data_path, cache_dir=cache_dir, **options)
@@ -265,7 +265,7 @@ def run(
 
     Args:
         families: family names (see :data:`FAMILIES`).
-        methods: method names (default :data:`~pathattr.bench.methods_registry.PAPER_METHODS`).
+        methods: method names (default :data:`~pathattr_bench.methods_registry.PAPER_METHODS`).
         metrics: metric names or groups (default: every metric that applies).
         quick: the CI-sized profile (few explicands, short paths).
         seed: data split / training / reference-draw seed (part of the result key).

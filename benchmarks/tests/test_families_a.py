@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from pathattr.bench.families import mnist, synthetic
-from pathattr.bench.families._fit import accuracy, config_hash, load_or_train, seeded_init_
-from pathattr.bench.families.base import AccuracyError
+from pathattr_bench.families import mnist, synthetic
+from pathattr_bench.families._fit import accuracy, config_hash, load_or_train, seeded_init_
+from pathattr_bench.families.base import AccuracyError
 
 
 # ------------------------------------------------------------------------------------------------ synthetic
@@ -252,13 +252,13 @@ def test_accuracy_helper():
 @pytest.fixture(scope="module")
 def imagenet_family():
     pytest.importorskip("efficientnet_lite_pytorch")
-    from pathattr.bench.families import imagenet
+    from pathattr_bench.families import imagenet
 
     return imagenet.load_family(quick=True)
 
 
 def test_imagenet_family_known_photos(imagenet_family):
-    from pathattr.bench.families import imagenet
+    from pathattr_bench.families import imagenet
 
     fam = imagenet_family
     assert fam.accuracy == 1.0 >= imagenet.MIN_ACCURACY  # all five known photos top-1 correct
@@ -273,8 +273,8 @@ def test_imagenet_family_known_photos(imagenet_family):
 def test_imagenet_user_folder(tmp_path, imagenet_family):
     from PIL import Image
 
-    from pathattr.bench.families import imagenet
-    from pathattr.bench.imagenet import imagenet_wnids
+    from pathattr_bench.families import imagenet
+    from pathattr_bench.imagenet import imagenet_wnids
 
     wnids = imagenet_wnids()
     from skimage import data

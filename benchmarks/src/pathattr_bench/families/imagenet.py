@@ -9,7 +9,7 @@ ImageNet val and say so. Reference pool (IG2 / Expected Gradients / IG with refe
 plus more scikit-image pictures (:data:`POOL_PHOTOS`; the explicand itself is excluded when references are drawn);
 their class is the model's prediction (the library rule).
 
-With ``data_path`` an ImageNet-style folder is read by :func:`pathattr.bench.imagenet.load_image_folder` (class
+With ``data_path`` an ImageNet-style folder is read by :func:`pathattr_bench.imagenet.load_image_folder` (class
 folders named by wnid, or a flat folder with ``labels_file``): explicands are the first images, the reference pool
 the following ones, accuracy the top-1 accuracy on all loaded images.
 

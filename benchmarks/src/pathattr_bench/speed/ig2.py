@@ -1,6 +1,6 @@
 """IG2 benchmark: speed against the floor and the two-pass reference algorithm, and the completeness study.
 
-Run ``python -m pathattr.bench.ig2_speed [--quick]``; results go to ``docs/ig2.md`` (between the
+Run ``python -m pathattr_bench.speed.ig2 [--quick]``; results go to ``docs/ig2.md`` (between the
 ``<!-- bench -->`` markers; the rest of the page is kept).
 
 * **two-pass** (:func:`two_pass_ig2`): the reference algorithm written straightforwardly in plain torch, one
@@ -21,9 +21,7 @@ Run ``python -m pathattr.bench.ig2_speed [--quick]``; results go to ``docs/ig2.m
 from __future__ import annotations
 
 import argparse
-import math
 import os
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -33,100 +31,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..paths.gradpath import default_eps
+from pathattr.paths.gradpath import equivalent_step_size
+from pathattr.testing.oracles import two_pass_ig2
+
+from .common import SmallCNN, interleaved_medians, machine_description
 
 #: completeness cases (steps/substeps/rule; rule "adaptive:<tol>" = adaptive bisection) of docs/ig2.md
 EFF_CASES = "16/1/left,201/1/left,16/1/trapezoid,201/1/trapezoid,16/4/trapezoid,16/1/adaptive:0.02"
 CNN_CASES = "16/1/left,201/1/left,16/1/trapezoid,201/1/trapezoid,16/4/trapezoid,16/1/adaptive:0.05,201/1/adaptive:0.05"
-#: the paper's ImageNet step: eta = 512 on 0..255 pixels of 299x299x3 inputs
-PAPER_ETA, PAPER_SCALE, PAPER_DIM = 512.0, 255.0, 299 * 299 * 3
-
-
-def equivalent_step_size(
-    dim: int, eta: float = PAPER_ETA, scale: float = PAPER_SCALE, paper_dim: int = PAPER_DIM
-) -> float:
-    """The step with the same per-feature RMS move ``eta / sqrt(d)`` in [0, 1] units on ``dim`` features:
-    ``eta / scale * sqrt(dim / paper_dim)`` (1.504 for 224x224x3)."""
-    return eta / scale * math.sqrt(dim / paper_dim)
-
-
-# ----------------------------------------------------------------------------------------------- two-pass
-def two_pass_ig2(
-    model: nn.Module,
-    representation: nn.Module,
-    inputs: Tensor,
-    references: Tensor,
-    target: Tensor | int | None = None,
-    n_steps: int = 201,
-    step_size: float | None = None,
-    bounds: tuple[float, float] | None = None,
-    eps: float | None = None,
-    side: str = "input",
-) -> tuple[Tensor, Tensor, Tensor]:
-    """The reference algorithm (spec ig2.md sections 2-3), straightforward: per explicand, path search for all
-    ``R`` references keeping the path, then the gradients at the same points.
-
-    Args:
-        model: returns logits ``[n, C]``; ``representation``: a module of it (hooked on its ``side``).
-        inputs: ``[B, *S]``; references: ``[R, *S]`` or ``[B, R, *S]``.
-        target: class per example (None: predicted). Other arguments as :meth:`pathattr.IG2.explain`.
-
-    Returns:
-        attributions ``[B, *S]``, GradCF ``[B, R, *S]`` and the paths ``[B, R, K + 1, *S]``.
-    """
-    eps = default_eps(inputs.dtype) if eps is None else eps
-    saved = [(p, p.requires_grad) for p in model.parameters()]
-    training = model.training
-    store: list[Tensor] = []
-    if side == "input":
-        handle = representation.register_forward_pre_hook(lambda m, a: store.append(a[0]))
-    else:
-        handle = representation.register_forward_hook(lambda m, a, o: store.append(o))
-    try:
-        model.eval()
-        for p, _ in saved:
-            p.requires_grad_(False)
-        with torch.no_grad():
-            classes = model(inputs).argmax(1) if target is None else torch.as_tensor(target).expand(inputs.shape[0])
-        attrs, gradcfs, paths = [], [], []
-        for b in range(inputs.shape[0]):
-            refs = references if references.ndim == inputs.ndim else references[b]
-            r = refs.shape[0]
-            with torch.no_grad():
-                store.clear()
-                model(refs)
-                rho = store[-1].reshape(r, -1)
-            x = inputs[b : b + 1].expand(r, *inputs.shape[1:])
-            eta = (x - refs).reshape(r, -1).norm(dim=1) / n_steps if step_size is None else torch.full((r,), step_size)
-            eta = eta.to(inputs.dtype).view(-1, *([1] * (inputs.ndim - 1)))
-            z, path = x.clone(), [x.clone()]
-            for _ in range(n_steps):  # pass 1: path search, whole path kept
-                z = z.detach().requires_grad_(True)
-                store.clear()
-                model(z)
-                dist = (store[-1].reshape(r, -1) - rho).pow(2).sum(1)
-                (u,) = torch.autograd.grad(dist.sum(), z)
-                w = u.reshape(r, -1).norm(dim=1).clamp_min(eps).view(eta.shape)
-                z = z.detach() - eta * u / w
-                if bounds is not None:
-                    z = z.clamp(*bounds)
-                path.append(z)
-            total = torch.zeros_like(x, dtype=torch.float64)
-            for j in range(n_steps):  # pass 2: target gradients at the same points
-                p = path[j].detach().requires_grad_(True)
-                (g,) = torch.autograd.grad(model(p)[:, classes[b]].sum(), p)
-                total += (g * (path[j] - path[j + 1])).to(torch.float64)
-            attrs.append(total.mean(0).to(inputs.dtype))
-            gradcfs.append(path[-1])
-            paths.append(torch.stack(path, 1))
-        return torch.stack(attrs), torch.stack(gradcfs), torch.stack(paths)
-    finally:
-        handle.remove()
-        model.train(training)
-        for p, flag in saved:
-            p.requires_grad_(flag)
-
-
 # ----------------------------------------------------------------------------------------------- floors
 def fused_floor(model: nn.Module, representation: nn.Module, x: Tensor, rho: Tensor, n_steps: int,
                 backwards: int = 2, extra: tuple[Tensor, ...] = ()) -> Callable[[], None]:
@@ -154,21 +66,9 @@ def fused_floor(model: nn.Module, representation: nn.Module, x: Tensor, rho: Ten
     return run
 
 
-def interleaved_medians(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
-    """Median seconds of each function; the functions run in turn in every round (one warm-up round)."""
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for round_ in range(repeats + 1):
-        for k, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            if round_:
-                times[k].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in times.items()}
-
-
 # ----------------------------------------------------------------------------------------------- cases
 def _efficientnet() -> tuple[nn.Module, nn.Module, Tensor, Tensor]:
-    from .imagenet import load_efficientnet_lite0, load_photo
+    from ..imagenet import load_efficientnet_lite0, load_photo
 
     model = load_efficientnet_lite0()
     x = load_photo("chelsea").unsqueeze(0)
@@ -177,7 +77,6 @@ def _efficientnet() -> tuple[nn.Module, nn.Module, Tensor, Tensor]:
 
 
 def _small_cnn(batch: int = 4, n_refs: int = 4) -> tuple[nn.Module, nn.Module, Tensor, Tensor]:
-    from .speed import SmallCNN
 
     torch.manual_seed(0)
     model = SmallCNN().eval()
@@ -186,7 +85,7 @@ def _small_cnn(batch: int = 4, n_refs: int = 4) -> tuple[nn.Module, nn.Module, T
 
 
 def speed_case(name: str, model, rep, x, refs, n_steps: int, repeats: int) -> dict[str, Any]:
-    from ..methods.ig2 import IG2
+    from pathattr.methods.ig2 import IG2
 
     b, r = x.shape[0], refs.shape[0]
     rows = b * r
@@ -215,7 +114,7 @@ def speed_case(name: str, model, rep, x, refs, n_steps: int, repeats: int) -> di
 def completeness_case(model, rep, x, refs, n_steps: int, step_size: float | None, substeps: int, rule: str,
                       internal_batch_size: int) -> dict[str, Any]:
     """One IG2 run; ``rule = "adaptive:<tol>"`` runs the adaptive bisection with that tolerance."""
-    from ..methods.ig2 import IG2
+    from pathattr.methods.ig2 import IG2
 
     adaptive = float(rule.split(":")[1]) if rule.startswith("adaptive") else None
     t0 = time.perf_counter()
@@ -246,9 +145,8 @@ def _table(rows: list[dict[str, Any]], cols: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .speed import machine_description
 
-    parser = argparse.ArgumentParser(prog="python -m pathattr.bench.ig2_speed", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m pathattr_bench.speed.ig2", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="few steps and repeats (smoke run)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-completeness", action="store_true")
@@ -292,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         r["ig2/floor_1bwd"] = r["ig2"] / r["floor_1bwd"]
         r["two_pass/ig2"] = r["two_pass"] / r["ig2"]
     elapsed = time.time() - started
-    command = "python -m pathattr.bench.ig2_speed " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python -m pathattr_bench.speed.ig2 " + " ".join(argv if argv is not None else sys.argv[1:])
     block = [
         "<!-- bench -->",
         f"Machine: {machine_description()}. Load average (1 min) {load_before:.2f} at the start and "

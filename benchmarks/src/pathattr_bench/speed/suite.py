@@ -1,6 +1,6 @@
 """Speed and memory benchmark: pathattr against its peers and against the floor, in one command.
 
-Run ``python -m pathattr.bench.speed [--quick] [--repeats N]`` (or ``pathattr bench speed ...``); the tables go
+Run ``python -m pathattr_bench.speed [--quick] [--repeats N]`` (or ``pathattr-bench speed ...``); the tables go
 to ``docs/performance.md`` between the ``<!-- bench:start -->`` / ``<!-- bench:end -->`` markers (the
 hand-written analysis around them is kept).
 
@@ -9,9 +9,9 @@ What is compared, on an MLP (64 features), a small CNN (3x32x32) and EfficientNe
 * IG vs Captum's ``IntegratedGradients`` (same ``n_steps``, rule and batch; Captum at its default
   ``internal_batch_size`` and at the best of a few);
 * Guided IG and Blur IG vs PAIR-code/saliency (NumPy, one example at a time; patched at runtime for NumPy 2, see
-  :mod:`pathattr.bench.guided_blur_speed`);
+  :mod:`pathattr_bench.speed.guided_blur`);
 * IG2 vs the straightforward two-pass implementation of the authors' algorithm
-  (:func:`pathattr.bench.ig2_speed.two_pass_ig2`, skipped with a note if that module is absent);
+  (:func:`pathattr.testing.oracles.two_pass_ig2`, skipped with a note if that module is absent);
 * deletion / insertion (:mod:`pathattr.metrics`) vs Quantus' closest metric, ``PixelFlipping``;
 * every method vs the **floor**: plain batched forward+backward calls (forward only for the metrics) of the same
   number of rows at the model's fastest batch size, measured in the same run; Guided IG and IG2 are sequential
@@ -30,8 +30,6 @@ import argparse
 import json
 import math
 import os
-import platform
-import statistics
 import subprocess
 import sys
 import time
@@ -45,114 +43,17 @@ from torch import nn
 
 import pathattr
 
+from .common import (
+    LAST_CPU,
+    forward_backward,
+    interleaved_medians,
+    machine_description,
+    make_inputs,
+    make_model,
+    representation_of,
+)
+
 START_MARK, END_MARK = "<!-- bench:start -->", "<!-- bench:end -->"
-
-# ----------------------------------------------------------------------------------------------- models
-
-
-class SmallCNN(nn.Module):
-    """Two conv blocks + linear head on 3x32x32 inputs (a CIFAR-sized CNN)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-        )
-        self.fc = nn.Linear(32 * 8 * 8, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.features(x))
-
-
-def make_model(name: str) -> tuple[nn.Module, tuple[int, ...]]:
-    """A benchmark model in eval mode and its per-example input shape."""
-    torch.manual_seed(0)
-    if name == "mlp":
-        layers = [nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 10)]
-        return nn.Sequential(*layers).eval(), (64,)
-    if name == "cnn":
-        return SmallCNN().eval(), (3, 32, 32)
-    if name == "efficientnet":
-        from .imagenet import load_efficientnet_lite0
-
-        return load_efficientnet_lite0(), (3, 224, 224)
-    raise ValueError(f"unknown model {name!r}")
-
-
-def representation_of(name: str, model: nn.Module) -> nn.Module:
-    """The layer IG2 compares representations at (the input of the final linear layer)."""
-    return model.classifier if name == "efficientnet" else (model.fc if name == "cnn" else model[-1])
-
-
-def make_inputs(name: str, shape: tuple[int, ...], n: int, seed: int = 1) -> torch.Tensor:
-    """``n`` inputs: for EfficientNet the bundled photo ``chelsea`` with per-example brightness, else uniform."""
-    g = torch.Generator().manual_seed(seed)
-    if name == "efficientnet":
-        try:
-            from .imagenet import load_photo
-
-            photo = load_photo("chelsea")
-            return photo.unsqueeze(0).repeat(n, 1, 1, 1) * (0.9 + 0.1 * torch.rand(n, 1, 1, 1, generator=g))
-        except Exception:  # pragma: no cover - photo packages missing
-            pass
-    return torch.rand(n, *shape, generator=g)
-
-
-# ----------------------------------------------------------------------------------------------- timing
-
-
-def median_seconds(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> float:
-    """Median wall time of ``fn`` over ``repeats`` runs after ``warmup`` runs."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
-#: a measurement lasts at least this long (short functions run several times in a row; the shared machine's
-#: scheduler slices are ~10 ms) ...
-MIN_MEASURE_SECONDS = 0.1
-#: ... with at most this many calls
-MAX_INNER = 50
-#: CPU-time medians of the last :func:`interleaved_medians` call (process time of all threads)
-LAST_CPU: dict[str, float] = {}
-
-
-def interleaved_medians(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
-    """Median wall seconds of each function over ``repeats`` rounds after one warm-up round; in every round the
-    functions run in turn, so a change of machine load affects all of them alike. A function faster than
-    :data:`MIN_MEASURE_SECONDS` runs several times per measurement (count fixed in the warm-up round). The
-    medians of the process CPU time (all threads; less sensitive to other processes) go to :data:`LAST_CPU`."""
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    cpu: dict[str, list[float]] = {k: [] for k in fns}
-    inner = dict.fromkeys(fns, 1)
-    for round_ in range(repeats + 1):
-        for name, fn in fns.items():
-            c0, t0 = time.process_time(), time.perf_counter()
-            for _ in range(inner[name]):
-                fn()
-            wall = time.perf_counter() - t0
-            if round_:
-                times[name].append(wall / inner[name])
-                cpu[name].append((time.process_time() - c0) / inner[name])
-            else:  # short functions repeat inside a measurement (>= MIN_MEASURE_SECONDS): scheduler noise
-                inner[name] = max(1, min(MAX_INNER, math.ceil(MIN_MEASURE_SECONDS / max(wall, 1e-6))))
-    LAST_CPU.clear()
-    LAST_CPU.update({k: statistics.median(v) for k, v in cpu.items()})
-    return {k: statistics.median(v) for k, v in times.items()}
-
-
-def forward_backward(model: nn.Module, x: torch.Tensor, target: int = 0) -> None:
-    """One plain batched forward+backward w.r.t. the input: the unit of the floor."""
-    x = x.detach().requires_grad_(True)
-    out = model(x)[:, target].sum()
-    torch.autograd.grad(out, x)
-
 
 def floor_fn(model: nn.Module, shape: tuple[int, ...], rows: int, per_call: int, backward: bool = True
              ) -> Callable[[], None]:
@@ -331,8 +232,9 @@ def ig_cases(ctx: Context) -> list[Row]:
 
 
 def guided_cases(ctx: Context) -> list[Row]:
-    from ..methods.guided_ig import GuidedIntegratedGradients
-    from .guided_blur_speed import pair_guided_ig
+    from pathattr.methods.guided_ig import GuidedIntegratedGradients
+
+    from .guided_blur import pair_guided_ig
 
     model = ctx.model
     steps = (8 if ctx.quick else 16) if ctx.big else (50 if ctx.quick else 200)
@@ -352,8 +254,9 @@ def guided_cases(ctx: Context) -> list[Row]:
 
 
 def blur_cases(ctx: Context) -> list[Row]:
-    from ..methods.blur_ig import BlurIntegratedGradients
-    from .guided_blur_speed import pair_blur_ig
+    from pathattr.methods.blur_ig import BlurIntegratedGradients
+
+    from .guided_blur import pair_blur_ig
 
     if len(ctx.shape) < 3:
         return []
@@ -382,8 +285,9 @@ def blur_cases(ctx: Context) -> list[Row]:
 
 def ig2_cases(ctx: Context) -> list[Row]:
     try:
-        from ..methods.ig2 import IG2
-        from .ig2_speed import equivalent_step_size, fused_floor, two_pass_ig2
+        from pathattr.methods.ig2 import IG2
+
+        from .ig2 import equivalent_step_size, fused_floor, two_pass_ig2
     except ImportError as err:
         ctx.notes.append(f"IG2 on {ctx.name} skipped: {err}")
         return []
@@ -395,7 +299,7 @@ def ig2_cases(ctx: Context) -> list[Row]:
     b, r = (1, 2) if ctx.big else (4, 4)
     x = make_inputs(ctx.name, ctx.shape, b)
     if ctx.big:
-        from .imagenet import load_photo
+        from ..imagenet import load_photo
 
         refs = torch.stack([load_photo(p) for p in ("coffee", "china")])
         eta = equivalent_step_size(int(x[0].numel()))
@@ -490,7 +394,7 @@ def metric_cases(ctx: Context) -> list[Row]:
 
 def scaling_cases(ctx: Context) -> list[Row]:
     """IG seconds vs batch size and n_steps; Guided IG throughput vs batch size (small CNN only)."""
-    from ..methods.guided_ig import GuidedIntegratedGradients
+    from pathattr.methods.guided_ig import GuidedIntegratedGradients
 
     if ctx.name != "cnn":
         return []
@@ -522,7 +426,7 @@ def memory_probe(model_name: str, batch: int, n_steps: int, ibs: int | None) -> 
     code = (
         "import json, os, threading, time, torch, pathattr\n"
         f"torch.set_num_threads({torch.get_num_threads()})\n"
-        "from pathattr.bench.speed import make_model, make_inputs\n"
+        "from pathattr_bench.speed.common import make_model, make_inputs\n"
         f"m, shape = make_model({model_name!r}); x = make_inputs({model_name!r}, shape, {batch})\n"
         "ig = pathattr.IntegratedGradients(m); ig.attribute(x[:1], target=0, n_steps=2, internal_batch_size=1)\n"
         "page = os.sysconf('SC_PAGE_SIZE')\n"
@@ -560,22 +464,6 @@ def memory_rows(quick: bool, models: list[str]) -> list[tuple[str, int, int, str
 # ----------------------------------------------------------------------------------------------- report
 
 
-def machine_description() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (
-        f"{cpu}; {os.cpu_count()} logical CPUs; torch {torch.__version__} with {torch.get_num_threads()} threads; "
-        f"Python {platform.python_version()}; {platform.system()} {platform.release()}; "
-        f"RAM {round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30)} GiB"
-    )
-
-
 def table(rows: list[Row]) -> str:
     lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     lines += ["| " + " | ".join(r.cells()) + " |" for r in rows]
@@ -605,7 +493,7 @@ def write_report(path: Path, generated: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="pathattr bench speed", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="pathattr-bench speed", description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="mlp,cnn,efficientnet")
     parser.add_argument("--cases", default=",".join(CASES), help=f"subset of {','.join(CASES)}")
     parser.add_argument("--repeats", type=int, default=None, help="rounds per timing (default 5, --quick 2)")
@@ -651,7 +539,7 @@ def main(argv: list[str] | None = None) -> int:
     memory = [] if args.no_memory else memory_rows(args.quick, models)
     elapsed = time.time() - started
     load_end = os.getloadavg()
-    command = "python -m pathattr.bench.speed " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python -m pathattr_bench.speed " + " ".join(argv if argv is not None else sys.argv[1:])
     text = [
         f"Machine: {machine_description()}. No GPU was available to this run.",
         f"Load average (1/5/15 min) {load_start[0]:.2f}/{load_start[1]:.2f}/{load_start[2]:.2f} at the start and "

@@ -30,7 +30,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ...errors import InputValidationError
+from pathattr.errors import InputValidationError
+
 from . import _seeded_training as st
 from ._fit import default_cache_dir
 from .base import Family
@@ -343,7 +344,7 @@ def load_family(quick: bool = True, seed: int = 0, data_path: str | None = None,
     Returns:
         :class:`Family` with ``inputs [N, 3, 32, 32]`` one-hot maps, ``ground_truth [N, 32, 32]`` defect masks
         (synthetic only; None for WM-811K), ``normal_class`` = ``none``; raises
-        :class:`~pathattr.bench.families.base.AccuracyError` below 90 % held-out accuracy.
+        :class:`~pathattr_bench.families.base.AccuracyError` below 90 % held-out accuracy.
     """
     t0 = time.perf_counter()
     grid = GRID

@@ -1,7 +1,7 @@
 """PAIR-code/saliency adapters for the speed benchmark (Guided IG and Blur IG), and a shortcut command.
 
-:mod:`pathattr.bench.speed` times pathattr's Guided IG and Blur IG against PAIR's with these adapters.
-``python -m pathattr.bench.guided_blur_speed [--quick]`` runs just those cases of ``pathattr.bench.speed``
+:mod:`pathattr_bench.speed` times pathattr's Guided IG and Blur IG against PAIR's with these adapters.
+``python -m pathattr_bench.guided_blur_speed [--quick]`` runs just those cases of ``pathattr_bench.speed``
 (results in ``docs/guided_blur_performance.md``).
 
 PAIR (``saliency`` 0.2.1, NumPy, one example at a time) gets the same torch model through a
@@ -13,7 +13,6 @@ removed: the module's ``np`` is swapped for a proxy that maps it to ``method=`` 
 from __future__ import annotations
 
 import contextlib
-import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -21,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .pair_compat import numpy2_compatible
+from pathattr.testing.peers import numpy2_compatible
 
 # ----------------------------------------------------------------------------------------------- PAIR adapter
 
@@ -69,21 +68,4 @@ def pair_blur_ig(model: nn.Module, x: torch.Tensor, target: int, n_steps: int, b
         saliency.BlurIG().GetMask(xi.movedim(0, -1).numpy(), call, steps=n_steps, batch_size=batch_size)
 
 
-# ----------------------------------------------------------------------------------------------- command
-
-
-def main(argv: list[str] | None = None) -> int:
-    """The Guided IG and Blur IG part of :mod:`pathattr.bench.speed` (same options), written to
-    ``docs/guided_blur_performance.md``."""
-    from .speed import main as speed_main
-
-    args = ["--cases", "guided,blur", "--models", "cnn,efficientnet", "--no-memory",
-            "--out", "docs/guided_blur_performance.md"]
-    return speed_main(args + list(sys.argv[1:] if argv is None else argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
-
-
-__all__ = ["main", "pair_blur_ig", "pair_guided_ig"]
+__all__ = ["pair_blur_ig", "pair_guided_ig"]

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 import torch
 
-from pathattr.bench.families import _seeded_training as st
-from pathattr.bench.families import faces, text, wafer
-from pathattr.bench.families.base import AccuracyError, Family
 from pathattr.errors import InputValidationError
+from pathattr_bench.families import _seeded_training as st
+from pathattr_bench.families import faces, text, wafer
+from pathattr_bench.families.base import AccuracyError, Family
 
 MODULES = {"text": text, "wafer": wafer, "faces": faces}
 

@@ -1,6 +1,6 @@
 """The contract between an evaluation family (data + model) and the benchmark runner.
 
-A family module ``pathattr.bench.families.<name>`` exposes ``load_family(quick: bool = True, seed: int = 0,
+A family module ``pathattr_bench.families.<name>`` exposes ``load_family(quick: bool = True, seed: int = 0,
 data_path: str | None = None, cache_dir: str | None = None) -> Family``. With ``data_path=None`` it builds the
 offline default (bundled or generated real data, model trained deterministically or loaded and cached); with a
 path it reads the user's copy of the real dataset (e.g. MNIST IDX files, TREC files, the WM-811K pickle, CelebA).

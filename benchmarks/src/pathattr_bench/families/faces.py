@@ -23,7 +23,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ...errors import InputValidationError
+from pathattr.errors import InputValidationError
+
 from . import _seeded_training as st
 from ._fit import default_cache_dir
 from .base import Family

@@ -1,0 +1,1 @@
+"""Speed and memory benchmarks against the peers and the floor (``pathattr-bench speed``)."""

@@ -1,0 +1,7 @@
+"""``python -m pathattr_bench.speed``: the whole speed benchmark (see :mod:`.suite`)."""
+
+import sys
+
+from .suite import main
+
+sys.exit(main())

@@ -1,1 +1,0 @@
-"""Experiments, models and data loaders (optional extra ``pathattr[bench]``)."""
