@@ -4,6 +4,7 @@
 
     pathattr-bench run --family mnist --methods ig,eg,guided_ig,blur_ig,ig2 --metrics insertion,deletion --quick
     pathattr-bench run --suite paper --quick --db out/bench.sqlite
+    pathattr-bench run --suite paper --profile paper --limit 10 --threads 1 --db docs/results/paper/bench.sqlite
     pathattr-bench report --db out/bench.sqlite --out docs/results
     pathattr-bench list
     pathattr-bench speed [speed benchmark arguments]
@@ -60,6 +61,10 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--methods", help="comma-separated methods (default: the paper set; see `pathattr-bench list`)")
     r.add_argument("--metrics", help="comma-separated metrics or groups (default: every one that applies)")
     r.add_argument("--quick", action="store_true", help="the CI-sized profile (few explicands, short paths)")
+    r.add_argument("--profile", choices=["quick", "full", "paper"],
+                   help="quick (= --quick), full (default) or paper (50 class-balanced explicands per family, the "
+                        "issue-13 method list)")
+    r.add_argument("--threads", type=int, help="torch CPU threads (torch.set_num_threads)")
     r.add_argument("--db", default="out/bench.sqlite", help="SQLite results file (default out/bench.sqlite)")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--batch-size", type=int, help="explicands per attribution call (default per family)")
@@ -103,9 +108,14 @@ def _bench_run(args: argparse.Namespace, argv: list[str]) -> int:
     else:
         print("pathattr-bench run: give --family or --suite paper", file=sys.stderr)
         return 2
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     try:
         stats = run(
-            families, _csv(args.methods), _csv(args.metrics), quick=args.quick, seed=args.seed, db=args.db,
+            families, _csv(args.methods), _csv(args.metrics), quick=args.quick, profile=args.profile,
+            seed=args.seed, db=args.db,
             data_path=args.data_path, cache_dir=args.cache_dir, batch_size=args.batch_size, limit=args.limit,
             options=_options(args.option), progress=not args.no_progress, fail_after=args.fail_after,
             skip_failed_families=skip_failed, command="pathattr-bench " + shlex.join(argv),

@@ -10,8 +10,12 @@ chunking, the references (drawn per example) and the random streams (per chunk) 
 already done, the final table is the same as for an uninterrupted run.
 
 The result key is ``(family, model, method, hp_hash, example, metric, seed)``; ``hp_hash`` covers the method's
-hyperparameters, the profile (quick/full) and the settings of every metric group, so changing any of them
+hyperparameters, the profile (quick/full/paper) and the settings of every metric group, so changing any of them
 starts a new series instead of mixing numbers.
+
+Profiles (:data:`PROFILES`): ``quick`` (CI-sized), ``full`` (each family's full settings and explicands) and
+``paper`` (issue 13: the full settings, :data:`PAPER_EXPLICANDS` explicands per family chosen class by class in
+turn, so that every ``--limit`` piece is balanced, and the method list :data:`PAPER_PROFILE_METHODS`).
 """
 
 from __future__ import annotations
@@ -48,6 +52,20 @@ PAPER_SUITE = FAMILIES
 #: chunk sizes (explicands per attribution call) per family
 DEFAULT_BATCH = {"synthetic": 32, "mnist": 8, "imagenet": 1, "text": 8, "wafer": 8, "faces": 8}
 FIGURE_EXAMPLES = 2
+PROFILES = ("quick", "full", "paper")
+#: explicands per family in the paper profile (fewer where the family's full profile has fewer)
+PAPER_EXPLICANDS = 50
+#: the paper profile's comparison (issue 13 point 5). Names not registered yet are skipped with a log line:
+#: ``ig2_paper`` (IG2 at the authors' preset) and ``agi`` / ``mfaba`` are being added to the registry.
+PAPER_PROFILE_METHODS = ("ig", "ig_refs", "eg", "smoothgrad", "guided_ig", "blur_ig", "ig2_paper", "ig2",
+                         "gradpath_ig", "gradcf_ig", "ig2_idgi", "agi", "mfaba")
+
+
+def profile_methods(profile: str) -> list[str]:
+    """The default method list of a profile (registered methods only)."""
+    if profile == "paper":
+        return [m for m in PAPER_PROFILE_METHODS if m in METHODS]
+    return list(PAPER_METHODS)
 
 
 class InjectedFailure(RuntimeError):
@@ -112,12 +130,13 @@ def _as_tensor(attributions: Any) -> Tensor:
     return attributions.detach()
 
 
-def series_key(spec: MethodSpec, family: Family, quick: bool) -> tuple[str, dict[str, Any]]:
+def series_key(spec: MethodSpec, family: Family, quick: bool,
+               profile: str | None = None) -> tuple[str, dict[str, Any]]:
     """``(hp_hash, hyperparameters)`` of a method on a family: its settings, the profile and every metric
     group's settings."""
     hyper = {
         "method": spec.defaults(family, quick),
-        "profile": "quick" if quick else "full",
+        "profile": profile or ("quick" if quick else "full"),
         "metrics": {k: g.settings(family, quick) for k, g in GROUPS.items()},
     }
     return hp_hash(spec.name, hyper), hyper
@@ -136,6 +155,7 @@ def run_family(
     progress: bool = True,
     fail_after: int | None = None,
     log: Callable[[str], None] = print,
+    profile: str | None = None,
 ) -> None:
     """Evaluate ``methods`` with ``metrics`` on a loaded ``family``, writing to ``store`` chunk by chunk."""
     groups = resolve_groups(metrics)
@@ -144,7 +164,7 @@ def run_family(
     targets = predict(family.model, family.inputs, batch_size=64)
     pool_classes = predict(family.model, family.reference_pool, batch_size=64)
     ref_cache: dict[tuple, Tensor] = {}
-    profile = "quick" if quick else "full"
+    profile = profile or ("quick" if quick else "full")
     for name in methods:
         try:
             spec = get_method(name)
@@ -155,7 +175,7 @@ def run_family(
         if not applicable(spec, family):
             log(f"  {name}: not applicable to {family.name}")
             continue
-        key, hyper = series_key(spec, family, quick)
+        key, hyper = series_key(spec, family, quick, profile)
         store.record_hyperparameters(key, spec.name, profile, hyper)
         applying = {g: names for g, names in groups.items() if GROUPS[g].applies(family, spec)}
         needed = {m for names in applying.values() for m in names} | set(COST_METRICS)
@@ -260,6 +280,7 @@ def run(
     skip_failed_families: bool = False,
     command: str = "",
     log: Callable[[str], None] = print,
+    profile: str | None = None,
 ) -> RunStats:
     """Run the benchmark and store everything in ``db``.
 
@@ -278,8 +299,17 @@ def run(
         skip_failed_families: record a family that fails to load (e.g. missing optional data) and go on,
             instead of raising.
         command: the command line, for the run record.
+        profile: ``quick``, ``full`` or ``paper`` (see the module docstring); overrides ``quick``.
     """
-    methods = list(methods or PAPER_METHODS)
+    if profile is not None and profile not in PROFILES:
+        raise KeyError(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
+    profile = profile or ("quick" if quick else "full")
+    quick = profile == "quick"
+    if profile == "paper" and not methods:
+        missing = [m for m in PAPER_PROFILE_METHODS if m not in METHODS]
+        if missing:
+            log(f"paper profile: {', '.join(missing)} not registered yet, skipped")
+    methods = list(methods or profile_methods(profile))
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise KeyError(f"unknown methods {unknown}; choose from {', '.join(METHODS)}")
@@ -293,7 +323,7 @@ def run(
         for name in families:
             t0 = time.perf_counter()
             c0 = time.process_time()
-            log(f"[{name}] loading ({'quick' if quick else 'full'})")
+            log(f"[{name}] loading ({profile})")
             try:
                 family = load_family(name, quick=quick, seed=seed, data_path=data_path, cache_dir=cache_dir,
                                      **(options or {}))
@@ -304,22 +334,24 @@ def run(
                 log(f"[{name}] could not be loaded: {type(err).__name__}: {err}")
                 continue
             family.check_accuracy()
+            if profile == "paper":
+                family = _select(family, paper_order(family.labels, PAPER_EXPLICANDS))
             if limit is not None:
                 family = _limited(family, limit)
             load_s = time.perf_counter() - t0
             stats.load_seconds[name] = load_s
             stats.accuracy[name] = family.accuracy
-            store.record_model(family.name, family.model_name, seed, "quick" if quick else "full", family.accuracy,
+            store.record_model(family.name, family.model_name, seed, profile, family.accuracy,
                                family.min_accuracy, int(family.inputs.shape[0]), load_s, family.info)
             log(f"[{name}] {family.model_name}: accuracy {family.accuracy:.4f} (bar {family.min_accuracy:.2f}), "
                 f"{family.inputs.shape[0]} explicands, loaded in {load_s:.1f} s")
             before = (stats.computed, stats.skipped)
             try:
                 run_family(store, family, methods, metrics, quick, seed, run_id, stats, batch_size, progress,
-                           fail_after, log)
+                           fail_after, log, profile)
             finally:
                 stats.seconds[name] = time.perf_counter() - t0
-                store.record_family_run(run_id, family.name, family.model_name, "quick" if quick else "full",
+                store.record_family_run(run_id, family.name, family.model_name, profile,
                                         stats.seconds[name], load_s, stats.computed - before[0],
                                         stats.skipped - before[1], time.process_time() - c0)
             log(f"[{name}] done in {stats.seconds[name]:.1f} s")
@@ -334,13 +366,39 @@ def run(
 
 
 def _limited(family: Family, limit: int) -> Family:
+    return _select(family, list(range(min(max(1, int(limit)), int(family.inputs.shape[0])))))
+
+
+def paper_order(labels: Tensor, n: int) -> list[int]:
+    """Up to ``n`` explicand positions taken class by class in turn (each class in its original order), so that
+    any prefix (a ``--limit`` piece) is as balanced over the classes as the data allows."""
+    queues: dict[int, list[int]] = {}
+    for i, c in enumerate(labels.tolist()):
+        queues.setdefault(int(c), []).append(i)
+    order: list[int] = []
+    while len(order) < n and any(queues.values()):
+        for c in sorted(queues):
+            if queues[c] and len(order) < n:
+                order.append(queues[c].pop(0))
+    return order
+
+
+def _select(family: Family, positions: list[int]) -> Family:
+    """The family restricted to the explicands at ``positions`` (in that order); per-explicand lists in
+    ``info`` (names, tokens) follow, and ``info["explicand_positions"]`` records the choice."""
     from dataclasses import replace
 
-    k = max(1, int(limit))
+    n = int(family.inputs.shape[0])
+    idx = torch.tensor(positions, dtype=torch.long)
+    info = {k: ([v[i] for i in positions] if isinstance(v, list) and len(v) == n else v)
+            for k, v in family.info.items()}
+    if positions != list(range(len(positions))):
+        info["explicand_positions"] = list(positions)
     return replace(
         family,
-        inputs=family.inputs[:k],
-        labels=family.labels[:k],
-        ground_truth=family.ground_truth[:k] if family.ground_truth is not None else None,
-        token_mask=family.token_mask[:k] if family.token_mask is not None else None,
+        inputs=family.inputs[idx],
+        labels=family.labels[idx],
+        ground_truth=family.ground_truth[idx] if family.ground_truth is not None else None,
+        token_mask=family.token_mask[idx] if family.token_mask is not None else None,
+        info=info,
     )
