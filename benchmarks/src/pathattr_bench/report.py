@@ -4,6 +4,11 @@ Per family and profile: the model and its held-out accuracy (with the stated bar
 of methods x metrics with ``mean +- standard error`` over the explicands (and ``n``), the attribution cost, an
 example heatmap per method (images; bar charts for tabular data, token scores for text) and the mean
 insertion / deletion curves. The header states the hardware, library versions, time taken and counts.
+
+Statistics (:mod:`pathattr_bench.stats`): per family, the primary and secondary metrics, completeness and cost
+as mean with a 95 % bootstrap interval (seeded, paired by example), and the Wilcoxon signed-rank tests of
+every IG2 variant against every other method on every metric, Holm-corrected within the family, as
+win / tie / loss tables; a claims table across families on each family's primary metric.
 """
 
 from __future__ import annotations
@@ -157,8 +162,24 @@ def write_report(db: str, out_dir: str = "docs/results", figures: bool = True, n
 
         rank = {f: i for i, f in enumerate(FAMILIES)}
         items = sorted(_series(store).items(), key=lambda kv: (rank.get(kv[0][0], 99), kv[0]))
+        claims: dict[str, list] = {}
         for (fam, model, profile), series in items:
             lines += _family_section(store, fam, model, profile, series, out, figures)
+            stat_lines, comparisons = _stats_section(store, fam, model, profile, series)
+            lines += stat_lines
+            if comparisons:
+                claims[f"{fam} ({profile})"] = comparisons
+        if claims:
+            from .stats import claims_table
+
+            at = next((i for i, line in enumerate(lines) if line.startswith("## ") and "Environment" not in line),
+                      len(lines))
+            lines[at:at] = ["## Claims: IG2 against each method on the primary metric", "",
+                            "Two-sided Wilcoxon signed-rank tests over the paired explicands, Holm-corrected across "
+                            "all comparisons of a family (every IG2 variant x every other method x every metric); "
+                            "win / loss = adjusted p < 0.05 in favour of / against the IG2 variant, tie otherwise. "
+                            "Per-metric tables are in each family's statistics section.", "",
+                            *claims_table(claims, _labels())]
     finally:
         store.close()
     lines.append(f"_Report written in {time.perf_counter() - started:.1f} s from `{db}`._")
@@ -209,6 +230,41 @@ def _header(store: Store) -> list[str]:
             lines.append(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]:.1f} | {r[4] or 0:.1f} | {cpu} | {r[5]} | {r[6]} |")
         lines.append("")
     return lines
+
+
+def _stats_section(store: Store, fam: str, model: str, profile: str,
+                   series: list[tuple[str, str]]) -> tuple[list[str], list]:
+    """Bootstrap intervals and win / tie / loss tables of one family (see :mod:`pathattr_bench.stats`)."""
+    from .stats import compare_family, interval_table, outcome_tables
+
+    labels = _labels()
+    counts: dict[str, int] = defaultdict(int)
+    for method, _ in series:
+        counts[method] += 1
+    names, values = [], defaultdict(dict)
+    for method, key in series:
+        name = method if counts[method] == 1 else f"{method}@{key[:8]}"
+        if counts[method] > 1:
+            labels[name] = f"{labels.get(method, method)} ({key[:8]})"
+        names.append(name)
+        rows = store.query("SELECT metric, example, value FROM results WHERE family = ? AND model = ? AND method = ? "
+                           "AND hp_hash = ?", (fam, model, method, key))
+        for metric, example, value in rows:
+            values[metric].setdefault(name, {})[int(example)] = value
+    if not values:
+        return [], []
+    directions = dict(DIRECTIONS)
+    comparisons = compare_family(values, directions, names)
+    order = [k for k in DIRECTIONS if k in values]
+    lines = [f"### {fam} ({profile}) — statistics", "",
+             "Mean [95 % bootstrap interval] over the explicands (2,000 resamples of the explicands, the same "
+             "resamples for every method):", "",
+             *interval_table(fam, values, names, labels, {k: ARROWS.get(v, "") for k, v in DIRECTIONS.items()})]
+    if comparisons:
+        lines += [f"Paired Wilcoxon signed-rank tests, Holm-corrected across the {len(comparisons)} comparisons "
+                  "of this family; win / loss = adjusted p < 0.05 for / against the IG2 variant in the metric's "
+                  "direction:", "", *outcome_tables(fam, comparisons, labels, order)]
+    return lines, comparisons
 
 
 def _family_section(store: Store, fam: str, model: str, profile: str, series: list[tuple[str, str]], out: Path,
