@@ -4,10 +4,17 @@ Every method is baseline x path x integrator x aggregation on one batched engine
 :class:`IntegratedGradients`; see the README for the full list.
 """
 
-from . import baselines, integrators, metrics, paths, references
+from . import baselines, integrators, layer, metrics, paths, references
 from .errors import InputValidationError, NoGradientError, NonFiniteError, PathattrError, TargetError
 from .forward import Cost
 from .integrators import IDGIIntegrator, RiemannIntegrator, SplitIntegrator, quadrature
+from .layer import (
+    LayerAttribution,
+    LayerBlurIntegratedGradients,
+    LayerGuidedIntegratedGradients,
+    LayerIG2,
+    LayerIntegratedGradients,
+)
 from .methods import (
     IG2,
     BlurIntegratedGradients,
@@ -36,6 +43,12 @@ from .result import Explanation
 __version__ = "0.1.0"
 
 __all__ = [
+    "LayerAttribution",
+    "LayerBlurIntegratedGradients",
+    "LayerGuidedIntegratedGradients",
+    "LayerIG2",
+    "LayerIntegratedGradients",
+    "layer",
     "BlurIntegratedGradients",
     "GuidedIntegratedGradients",
     "blur_integrated_gradients",
