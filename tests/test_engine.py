@@ -1,4 +1,5 @@
-"""The chunk planner: fixed plans cover all rows; the automatic plan finds the fastest size and remembers it."""
+"""The chunk planner (fixed plans cover all rows; the automatic plan finds the fastest size and remembers it) and
+the sequential-path engine on a toy path integrated by hand."""
 
 from __future__ import annotations
 
@@ -6,6 +7,11 @@ import pytest
 import torch
 
 from pathattr import IntegratedGradients, planner
+from pathattr.engine import integrate_sequential_path
+from pathattr.errors import InputValidationError
+from pathattr.forward import ModelFunction
+from pathattr.integrators import SegmentRule, SplitIntegrator, get_integrator, segment_nodes
+from pathattr.paths.base import SequentialPath
 
 
 class FakeClock:
@@ -118,3 +124,119 @@ def test_auto_plan_folds_a_small_leftover(monkeypatch):
     # never beyond the memory cap: with a cap of 16 rows the leftover gets its own call
     sizes = _run_plan(monkeypatch, 52, lambda s: 1.0, key="model-d", cap_numel=planner.AUTO_ELEMENT_BUDGET // 16)
     assert sizes == [16, 16, 16, 4]
+
+
+# ----------------------------------------------------------------------------------------------- sequential paths
+class SignPath(SequentialPath):
+    """Toy sequential path: from the input, steps of ``-eps * sign(grad)`` (the docstring's example)."""
+
+    direction = -1
+
+    def __init__(self, x_rows, example, n_steps, eps=0.05):
+        self.z, self.example, self.n_steps, self.eps = x_rows.detach().clone(), example, n_steps, eps
+        self.dtype = x_rows.dtype
+        self.trace = [self.z]
+
+    n_paths = property(lambda self: self.z.shape[0])
+
+    def example_index(self, path_index):
+        return self.example[path_index]
+
+    def points(self, rows):
+        return (self.z,)
+
+    def advance(self, ev, rows):
+        new = self.z - self.eps * ev.gradients[0].sign()
+        disp, self.z = self.z - new, new
+        self.trace.append(new)
+        return (disp,)
+
+
+def _quadratic(v):
+    return (v**2).sum(1) + v[:, 0] * v[:, 1]
+
+
+def _grad_quadratic(v):
+    g = 2 * v
+    g[:, 0] += v[:, 1]
+    g[:, 1] += v[:, 0]
+    return g
+
+
+def _sign_path_by_hand(x, n_steps, eps, nodes=((0.0, 1.0),)):
+    """Left Riemann sum (or a segment rule's nodes) along the SignPath, one path per row."""
+    z, attr = x.clone(), torch.zeros_like(x)
+    for _ in range(n_steps):
+        new = z - eps * _grad_quadratic(z).sign()
+        for t, w in nodes:
+            attr += w * _grad_quadratic(torch.lerp(z, new, t)) * (z - new)
+        z = new
+    return attr, z
+
+
+def _run(x, integrator, k=1, **kw):
+    rows = x.repeat_interleave(k, 0)
+    model = ModelFunction(_quadratic, x.shape[0])
+    model.resolve_target(None, (x,))
+    path = SignPath(rows, torch.arange(rows.shape[0]) // k, 8)
+    end = _quadratic(x).repeat_interleave(k)
+    ibs = kw.pop("ibs", None)
+    return integrate_sequential_path(model, path, get_integrator(integrator), ibs, (x,), end, **kw), path
+
+
+def test_sequential_engine_left_riemann_matches_the_walk_by_hand():
+    x = torch.tensor([[1.0, -0.5, 0.25], [0.3, 0.7, -1.2]], dtype=torch.float64)
+    expected, end = _sign_path_by_hand(x, 8, 0.05)
+    for ibs in (None, 1):
+        r, path = _run(x, "riemann", ibs=ibs)
+        torch.testing.assert_close(r.attributions[0], expected, rtol=0, atol=1e-15)
+        torch.testing.assert_close(r.start_outputs, _quadratic(end), rtol=0, atol=1e-15)  # f at the far end
+        assert torch.equal(path.z, end)
+    r2, _ = _run(x, "riemann", k=2)  # two identical paths per example average to the same
+    torch.testing.assert_close(r2.attributions[0], expected, rtol=0, atol=1e-15)
+
+
+def test_sequential_engine_segment_rules_and_integrators():
+    x = torch.tensor([[1.0, -0.5, 0.25], [0.3, 0.7, -1.2]], dtype=torch.float64)
+    t, w = segment_nodes("trapezoid", 2)
+    expected, end = _sign_path_by_hand(x, 8, 0.05, tuple(zip(t, w)))
+    r, _ = _run(x, "riemann", segments=SegmentRule("trapezoid", 2), ibs=3)
+    torch.testing.assert_close(r.attributions[0], expected, rtol=0, atol=1e-14)
+    # on a quadratic the trapezoid rule is exact on every straight segment: complete
+    torch.testing.assert_close(r.attributions[0].sum(1), _quadratic(x) - _quadratic(end), rtol=0, atol=1e-13)
+    adaptive, _ = _run(x, "riemann", segments=SegmentRule(adaptive=1e-6, depth=3))
+    torch.testing.assert_close(adaptive.attributions[0], r.attributions[0], rtol=0, atol=1e-14)
+    assert int(adaptive.extras["refined_pieces"].sum()) == 0  # trapezoid already exact: nothing to bisect
+    idgi, _ = _run(x, "idgi")  # streams from the input end; complete by construction
+    torch.testing.assert_close(idgi.attributions[0].sum(1), _quadratic(x) - _quadratic(end), rtol=0, atol=1e-13)
+    split, _ = _run(x, SplitIntegrator(0.5, part="both"))  # needs both ends: replayed at the end
+    torch.testing.assert_close(split.attributions[0], _sign_path_by_hand(x, 8, 0.05)[0], rtol=0, atol=1e-14)
+    with pytest.raises(InputValidationError) as info:
+        _run(x, "idgi", segments=SegmentRule("trapezoid", 2))
+    assert info.value.argument == "substeps"
+
+
+def test_sequential_engine_skips_inactive_paths():
+    x = torch.tensor([[1.0, -0.5, 0.25], [0.3, 0.7, -1.2]], dtype=torch.float64)
+
+    class Half(SignPath):
+        active = torch.tensor([False, True])
+
+        def points(self, rows):
+            return (self.z[rows],)
+
+        def advance(self, ev, rows):
+            new = self.z[rows] - self.eps * ev.gradients[0].sign()
+            disp = self.z[rows] - new
+            self.z = self.z.index_copy(0, rows, new)
+            return (disp,)
+
+    model = ModelFunction(_quadratic, 2)
+    model.resolve_target(None, (x,))
+    rows_before = model.cost.forward_rows
+    r = integrate_sequential_path(model, Half(x, torch.arange(2), 8), get_integrator(None), None, (x,),
+                                  _quadratic(x))
+    assert model.cost.forward_rows - rows_before == 8 + 1  # 8 steps and the far end, of the active path only
+    assert bool((r.attributions[0][0] == 0).all())
+    torch.testing.assert_close(r.attributions[0][1], _sign_path_by_hand(x[1:], 8, 0.05)[0][0], rtol=0, atol=1e-15)
+    assert float(r.start_outputs[0]) == float(_quadratic(x[:1])[0])

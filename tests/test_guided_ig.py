@@ -285,6 +285,29 @@ def test_float32_model_returns_float32_close_to_float64(gen):
     assert float((a32.double() - a64).abs().max() / a64.abs().max()) < 1e-3
 
 
+def test_bfloat16_inputs_run_and_stay_close_to_float64():
+    # regression: the NumPy accumulation raised TypeError (NumPy has no bfloat16)
+    x = torch.randn(4, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    a64 = GuidedIntegratedGradients(make_mlp(seed=4, d_in=12, hidden=16)).attribute(x, target=1, n_steps=30)
+    model16 = make_mlp(seed=4, d_in=12, hidden=16).to(torch.bfloat16)
+    for integrator in (None, "idgi"):
+        r = GuidedIntegratedGradients(model16, integrator=integrator).explain(x.bfloat16(), target=1, n_steps=30)
+        assert r.attributions.dtype == torch.bfloat16
+        if integrator is None:  # bfloat16 keeps ~3 significant digits per gradient
+            assert float((r.attributions.double() - a64).abs().max() / a64.abs().max()) < 0.02
+
+
+def test_baseline_that_requires_grad_is_used_as_a_constant(mlp, gen):
+    # regression: NumPy refused a baseline tensor with requires_grad=True
+    x = torch.randn(3, 6, dtype=torch.float64, generator=gen)
+    b = torch.randn(3, 6, dtype=torch.float64, generator=gen).requires_grad_(True)
+    for integrator in (None, "idgi"):
+        gig_ = GuidedIntegratedGradients(mlp, integrator=integrator)
+        a = gig_.attribute(x, baselines=b, target=0, n_steps=20)
+        assert torch.equal(a, gig_.attribute(x, baselines=b.detach(), target=0, n_steps=20))
+    assert b.grad is None and not a.requires_grad
+
+
 def test_functional_form_and_explanation_record():
     x = torch.tensor([[3.0, 3.0]], dtype=torch.float64)
     a = guided_integrated_gradients(quadratic, x, n_steps=200, fraction=0.1, max_dist=1.0)

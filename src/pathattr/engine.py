@@ -10,13 +10,23 @@ How to build a new method on the engine: docs/engine.md.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from .forward import ModelFunction
-from .integrators import Evaluation, Integrator, PathInfo, RiemannIntegrator
-from .paths.base import ParametricPath
+from .integrators import (
+    ADAPTIVE_RESOLUTION_ULPS,
+    Evaluation,
+    Integrator,
+    PathInfo,
+    RiemannIntegrator,
+    SegmentRule,
+)
+from .paths.base import ParametricPath, SequentialPath, StepEvaluation
 from .planner import (  # noqa: F401 - re-exported: the engine's public planning API
     AUTO_ELEMENT_BUDGET,
     AUTO_SAMPLES,
@@ -151,3 +161,317 @@ def _with_closing_rows(
 def mean_over_paths(per_path: Sequence[Tensor], batch_size: int) -> tuple[Tensor, ...]:
     """Average per-path tensors ``[B * K, ...]`` over the ``K`` paths of each example."""
     return tuple(t.reshape(batch_size, -1, *t.shape[1:]).mean(1) for t in per_path)
+
+
+# ----------------------------------------------------------------------------------------------- sequential paths
+@dataclass
+class SequentialResult:
+    """What :func:`integrate_sequential_path` returns.
+
+    Attributes:
+        attributions: per input ``[B, *S]``, the mean over each example's paths (None for a bare walk).
+        per_path: Riemann integrator only: per input ``[n_paths, *S]``, each path's sum before the mean.
+        extras: the integrator's extras (and ``refined_pieces`` ``[n_paths]`` with an adaptive segment rule).
+        start_outputs: ``[n_paths]`` ``f`` at the baseline end of every path (``f(x)`` for inactive paths).
+        end: the evaluation at the last point of the active paths (rows in path order), if one was made.
+        end_rows: ``[n]`` the path index of each row of ``end``.
+    """
+
+    attributions: tuple[Tensor, ...] | None
+    per_path: tuple[Tensor, ...] | None
+    extras: dict[str, Any]
+    start_outputs: Tensor
+    end: StepEvaluation | None = None
+    end_rows: Tensor | None = None
+
+
+def integrate_sequential_path(
+    model: ModelFunction,
+    path: SequentialPath,
+    integrator: Integrator | None,
+    internal_batch_size: int | None,
+    inputs: tuple[Tensor, ...],
+    end_outputs: Tensor,
+    segments: SegmentRule | None = None,
+    end_gradient: bool = False,
+    evaluate_end: bool = False,
+) -> SequentialResult:
+    """Walk a :class:`~pathattr.paths.base.SequentialPath` step by step and integrate the target gradient along it.
+
+    Every step evaluates the current points of the active paths (examples x baselines together, in chunks of at
+    most ``internal_batch_size`` rows; the path's own ``evaluate`` or the target gradient), then lets the path
+    ``advance``. The Riemann integrator sums ``g_j * d_j`` per path (in the path's dtype, float64 for half types;
+    NumPy on CPU), with ``segments`` adding nodes inside each segment ``gamma_j -> gamma_{j+1}`` (extra gradient
+    rows, chunked the same way) or adaptive bisection; any other integrator receives one
+    :class:`~pathattr.integrators.Evaluation` per step (float64) and an output-only closing row at the far end.
+    A path walking from the input end (``direction = -1``) knows its baseline-end output only at the end: the
+    last point is evaluated then, and integrators that need both path ends first get the recorded steps replayed
+    (memory ``n_steps x n_paths x d``; IDGI and Riemann stream).
+
+    Args:
+        model: the bound forward function.
+        path: the paths (``n_paths = B * k``, path ``p`` explains example ``path.example_index(p)``).
+        integrator: how gradients become attributions; None walks only (no target gradient; ``end`` reports
+            the last points).
+        internal_batch_size: rows per forward call (None: automatic).
+        inputs: the explained inputs ``[B, *S]`` (shapes of the attributions).
+        end_outputs: ``f`` at the input end of every path, ``[n_paths]``.
+        segments: segment rule of the Riemann integrator (default: plain left Riemann sum).
+        end_gradient: also evaluate the target gradient at the last points (``end.gradients``).
+        evaluate_end: evaluate the last points even when integration does not need them.
+
+    Returns:
+        a :class:`SequentialResult`.
+    """
+    segments = segments or SegmentRule()
+    if integrator is not None:
+        segments.check(integrator)
+    n_paths, batch, direction = path.n_paths, inputs[0].shape[0], path.direction
+    k = n_paths // batch
+    device = end_outputs.device
+    active = path.active
+    rows = None if active is None or bool(active.all()) else active.nonzero().squeeze(1)
+    row_ids = torch.arange(n_paths, device=device) if rows is None else rows
+    n_rows = row_ids.numel()
+    example = path.example_index(row_ids)
+    start_outputs = end_outputs.clone()  # f(baseline) = f(x) where a path does not move
+    riemann = type(integrator) is RiemannIntegrator
+    acc_dtype = path.dtype if riemann and path.dtype in (torch.float32, torch.float64) else torch.float64
+    zeros = tuple(torch.zeros((n_rows, *t.shape[1:]), dtype=acc_dtype, device=t.device) for t in inputs)
+    if n_rows == 0:
+        per_path = tuple(torch.zeros((n_paths, *t.shape[1:]), dtype=acc_dtype, device=t.device) for t in inputs)
+        attr = None if integrator is None else _mean_paths(per_path, batch, k)
+        return SequentialResult(attr, per_path if riemann else None, {}, start_outputs)
+    key = planner_key(model, inputs, f"sequential:{type(path).__name__}")
+    need_target = integrator is not None
+    acc = [z.clone() for z in zeros] if riemann else None
+    walk = _Walk(model, path, internal_batch_size, example, inputs)
+    adaptive = riemann and segments.adaptive is not None
+    w0 = w1 = 0.0
+    inner: list[tuple[float, float]] = []
+    if riemann and not adaptive:
+        t_nodes, w_nodes = segments.nodes()
+        w0 = sum(w for t, w in zip(t_nodes, w_nodes) if t == 0.0)
+        w1 = sum(w for t, w in zip(t_nodes, w_nodes) if t == 1.0)
+        inner = [(t, w) for t, w in zip(t_nodes, w_nodes) if 0.0 < t < 1.0]
+    tol = refined = None
+    if adaptive:
+        scale = end_outputs.abs().to(torch.float64).clamp_min(torch.finfo(end_outputs.dtype).tiny)
+        tol = (float(segments.adaptive) / path.n_steps) * scale[row_ids]  # type: ignore[arg-type]
+        refined = torch.zeros(n_rows, dtype=torch.long, device=device)
+    stream = None
+    kept: list[Evaluation] = []
+    info = None
+    if integrator is not None and not riemann:
+        like = tuple(torch.zeros((1, *t.shape[1:]), dtype=acc_dtype, device=t.device).expand_as(t) for t in inputs)
+        info = dict(n_paths=n_paths, output_index=path.example_index(torch.arange(n_paths, device=device)),
+                    n_outputs=batch, like=like, end_outputs=end_outputs, direction=direction, scale=1.0 / k)
+        if direction < 0 and not integrator.needs_path_ends:
+            stream = integrator.accumulator(PathInfo(**info))
+    pending: tuple[Tensor, ...] | None = None  # w1 * path element of the previous segment (next gradient's)
+    previous: tuple | None = None  # adaptive: (points, gradients, outputs) at the open segment's start
+    for j in range(path.n_steps):
+        points = path.points(rows)
+        ev = walk.evaluate(row_ids, points, need_target, False, key)
+        disp = path.advance(ev, rows)
+        if direction > 0 and j == 0 and ev.outputs is not None:
+            start_outputs[row_ids] = ev.outputs.to(start_outputs.dtype)
+        if integrator is None:
+            continue
+        grads = ev.gradients
+        assert grads is not None
+        if riemann:
+            assert acc is not None
+            if adaptive:
+                if previous is not None:
+                    walk.adaptive_segment(acc, refined, *previous, points, grads, ev.outputs, tol, segments.depth,
+                                          direction)
+                previous = (points, grads, ev.outputs)
+                continue
+            if pending is not None:
+                _add_products(acc, grads, pending)
+            if w0:
+                _add_products(acc, grads, disp if w0 == 1.0 else _scaled(disp, w0))
+            if inner:
+                walk.inner_nodes(acc, points, path.points(rows), disp, inner)
+            pending = _scaled(disp, w1) if w1 else None
+            continue
+        row_ev = Evaluation(row_ids, torch.full_like(row_ids, j), tuple(g.to(acc_dtype) for g in grads), ev.outputs,
+                            tuple(d.to(acc_dtype) for d in disp))
+        if direction > 0 and j == 0:
+            stream = integrator.accumulator(PathInfo(**info, start_outputs=start_outputs))  # type: ignore[arg-type]
+        if stream is not None:
+            stream.update(row_ev)
+        else:
+            kept.append(row_ev)
+    need_end_gradient = end_gradient or pending is not None or previous is not None
+    end = None
+    if direction < 0 or need_end_gradient or evaluate_end or integrator is None:
+        end = walk.evaluate(row_ids, path.points(rows), need_end_gradient, True, key + ("end",))
+        if direction < 0:
+            start_outputs[row_ids] = end.outputs.to(start_outputs.dtype)
+    extras: dict[str, Any] = {}
+    if integrator is None:
+        return SequentialResult(None, None, extras, start_outputs, end, row_ids)
+    if riemann:
+        assert acc is not None
+        if pending is not None:
+            _add_products(acc, end.gradients, pending)  # type: ignore[union-attr,arg-type]
+        if previous is not None:
+            walk.adaptive_segment(acc, refined, *previous, path.points(rows), end.gradients,  # type: ignore[union-attr]
+                                  end.outputs, tol, segments.depth, direction)  # type: ignore[union-attr]
+            full = torch.zeros(n_paths, dtype=torch.long, device=device)
+            full[row_ids] = refined  # type: ignore[index]
+            extras["refined_pieces"] = full
+        per_path = tuple(acc)
+        if rows is not None:
+            per_path = tuple(torch.zeros((n_paths, *a.shape[1:]), dtype=a.dtype, device=a.device).index_copy_(
+                0, rows, a) for a in acc)
+        return SequentialResult(_mean_paths(per_path, batch, k), per_path, extras, start_outputs, end, row_ids)
+    if stream is None:  # replay the recorded steps now that both path ends are known
+        stream = integrator.accumulator(PathInfo(**info, start_outputs=start_outputs))  # type: ignore[arg-type]
+        for row_ev in kept:
+            stream.update(row_ev)
+        kept.clear()
+    far = start_outputs if direction < 0 else end_outputs
+    stream.update(Evaluation(row_ids, torch.full_like(row_ids, path.n_steps), zeros, far[row_ids], zeros))
+    return SequentialResult(stream.result(), None, dict(stream.extras), start_outputs, end, row_ids)
+
+
+def walk_sequential_path(
+    model: ModelFunction, path: SequentialPath, internal_batch_size: int | None, inputs: tuple[Tensor, ...],
+    end_outputs: Tensor,
+) -> SequentialResult:
+    """Walk ``path`` without integrating (no target gradient); ``end`` evaluates the last points."""
+    return integrate_sequential_path(model, path, None, internal_batch_size, inputs, end_outputs)
+
+
+_NUMPY_FLOATS = (torch.float16, torch.float32, torch.float64)
+
+
+def _add_products(acc: Sequence[Tensor], grads: Sequence[Tensor], disps: Sequence[Tensor]) -> None:
+    """``acc += g * d`` per input in ``acc``'s dtype (multiply, then add: the same rounding on every device).
+
+    On CPU the product and the sum run in NumPy on views of the same memory (no thread barrier per call).
+    """
+    for a, g, d in zip(acc, grads, disps):
+        if a.device.type == "cpu" and g.device.type == "cpu" and d.device.type == "cpu" and g.dtype in _NUMPY_FLOATS \
+                and d.dtype in _NUMPY_FLOATS and not g.requires_grad and not d.requires_grad:
+            an = a.numpy()
+            an += np.multiply(g.numpy(), d.numpy(), dtype=an.dtype)
+        else:
+            a.add_(g.to(a.dtype) * d.to(a.dtype))
+
+
+def _scaled(disp: Sequence[Tensor], w: float) -> tuple[Tensor, ...]:
+    return tuple(d * w for d in disp)
+
+
+def _mean_paths(per_path: Sequence[Tensor], batch: int, k: int) -> tuple[Tensor, ...]:
+    if k == 1:
+        return tuple(per_path)
+    return tuple(t.view(batch, k, *t.shape[1:]).mean(1) for t in per_path)
+
+
+def _concat(parts: list[StepEvaluation]) -> StepEvaluation:
+    if len(parts) == 1:
+        return parts[0]
+    first = parts[0]
+    grads = None if first.gradients is None else tuple(
+        torch.cat([p.gradients[i] for p in parts]) for i in range(len(first.gradients))  # type: ignore[index]
+    )
+    outs = None if first.outputs is None else torch.cat([p.outputs for p in parts])
+    extras = {name: torch.cat([p.extras[name] for p in parts]) for name in first.extras}
+    return StepEvaluation(grads, outs, extras)  # type: ignore[arg-type]
+
+
+class _Walk:
+    """Evaluations of one sequential integration: the chunked step evaluations and the Riemann extras."""
+
+    def __init__(self, model: ModelFunction, path: SequentialPath, internal_batch_size: int | None, example: Tensor,
+                 inputs: tuple[Tensor, ...]) -> None:
+        self.model, self.path, self.ibs, self.example = model, path, internal_batch_size, example
+        self.numel = row_numel(inputs)
+
+    def evaluate(self, row_ids: Tensor, points: tuple[Tensor, ...], gradient: bool, final: bool,
+                 key: tuple) -> StepEvaluation:
+        """Evaluate the rows in chunks (the path's ``evaluate``, else the target gradient / output)."""
+        n = row_ids.numel()
+        parts = []
+        for a, b in plan_chunks(self.ibs, n, self.numel, key):
+            pts = tuple(t[a:b] for t in points)
+            ex = self.example[a:b]
+            ev = self.path.evaluate(self.model, row_ids[a:b], pts, ex, gradient, final)
+            if ev is None:
+                if gradient or not final:
+                    g, o = self.model.gradients(pts, ex)
+                    ev = StepEvaluation(g, o)
+                else:
+                    ev = StepEvaluation(None, self.model.outputs(pts, ex))
+            parts.append(ev)
+        return _concat(parts)
+
+    def inner_nodes(self, acc: list[Tensor], a_pts: tuple[Tensor, ...], b_pts: tuple[Tensor, ...],
+                    disp: tuple[Tensor, ...], inner: list[tuple[float, float]]) -> None:
+        """``acc += w_i grad f(lerp(a, b, t_i)) * d`` for the nodes inside every segment, chunked over
+        (node, row) pairs in node-major order; the points of a chunk are built when it is evaluated."""
+        n = a_pts[0].shape[0]
+        key = planner_key(self.model, a_pts, "gradients")
+        for lo_row, hi_row in plan_chunks(self.ibs, len(inner) * n, self.numel, key):
+            runs = []
+            for i in range(lo_row // n, (hi_row - 1) // n + 1):
+                lo, hi = max(lo_row, i * n) - i * n, min(hi_row, (i + 1) * n) - i * n
+                runs.append((i, lo, hi))
+            parts = [tuple(torch.lerp(x[lo:hi], y[lo:hi], inner[i][0]) for x, y in zip(a_pts, b_pts))
+                     for i, lo, hi in runs]
+            pts = parts[0] if len(parts) == 1 else tuple(torch.cat(c) for c in zip(*parts))
+            ex = torch.cat([self.example[lo:hi] for _, lo, hi in runs])
+            grads, _ = self.model.gradients(pts, ex)
+            off = 0
+            for i, lo, hi in runs:
+                w = inner[i][1]
+                _add_products([a[lo:hi] for a in acc], [g[off : off + hi - lo] for g in grads],
+                              [d[lo:hi] * w for d in disp])
+                off += hi - lo
+
+    def adaptive_segment(self, acc: list[Tensor], refined: Tensor, a: tuple[Tensor, ...], ga: tuple[Tensor, ...],
+                         fa: Tensor, b: tuple[Tensor, ...], gb: tuple[Tensor, ...], fb: Tensor, tol: Tensor,
+                         depth: int, direction: int) -> None:
+        """Integrate the segments ``a -> b`` (one per row; ``a`` is where the walk was first) with the trapezoid
+        rule, bisecting every piece whose completeness error ``|df - 1/2 (g_a + g_b) . d|`` exceeds its row's
+        tolerance (floored at the rounding level of ``f``'s dtype), level by level (all pieces of a level are one
+        batch of gradient rows), at most ``depth`` times.
+
+        The error of an accepted piece is exactly its contribution to the completeness gap, so a path's gap is at
+        most the sum of its tolerances plus the error of pieces that reached ``depth``.
+        """
+        rows = torch.arange(a[0].shape[0], device=a[0].device)
+        ulp = ADAPTIVE_RESOLUTION_ULPS * torch.finfo(fa.dtype).eps
+        for level in range(depth + 1):
+            disp = tuple(((ai - bi) if direction < 0 else (bi - ai)).to(torch.float64) for ai, bi in zip(a, b))
+            trap = tuple((gai.to(torch.float64) + gbi.to(torch.float64)).mul_(d).mul_(0.5)
+                         for gai, gbi, d in zip(ga, gb, disp))
+            flat = [t.reshape(t.shape[0], -1) for t in trap]
+            total = flat[0].sum(1)
+            size = flat[0].abs().sum(1)
+            for t in flat[1:]:
+                total = total + t.sum(1)
+                size = size + t.abs().sum(1)
+            df = ((fa - fb) if direction < 0 else (fb - fa)).to(torch.float64)
+            err = df - total
+            floor = ulp * (fa.abs().to(torch.float64) + fb.abs().to(torch.float64) + size)
+            ok = (err.abs() <= torch.maximum(tol[rows], floor)) | (level == depth)
+            for acc_i, t in zip(acc, trap):
+                acc_i.index_add_(0, rows[ok], t[ok].to(acc_i.dtype))
+            bad = (~ok).nonzero().squeeze(1)
+            if bad.numel() == 0:
+                return
+            a, b, ga, gb = (tuple(x[bad] for x in t) for t in (a, b, ga, gb))
+            fa, fb, rows = fa[bad], fb[bad], rows[bad]
+            refined.index_add_(0, rows, torch.ones_like(rows))
+            mid = tuple(torch.lerp(ai, bi, 0.5) for ai, bi in zip(a, b))
+            gm, fm = gradients_in_chunks(self.model, mid, self.example[rows], self.ibs)
+            a, b = tuple(torch.cat(p) for p in zip(a, mid)), tuple(torch.cat(p) for p in zip(mid, b))
+            ga, gb = tuple(torch.cat(p) for p in zip(ga, gm)), tuple(torch.cat(p) for p in zip(gm, gb))
+            fa, fb = torch.cat([fa, fm.to(fa.dtype)]), torch.cat([fm.to(fb.dtype), fb])
+            rows = torch.cat([rows, rows])

@@ -186,6 +186,9 @@ class Integrator(ABC):
     name: str = "integrator"
     #: whether the integrator uses the displacement (False: only gradients and outputs)
     uses_displacements: bool = True
+    #: whether the accumulator needs ``start_outputs`` / ``end_outputs`` before the first update (a sequential
+    #: path walking from the input end only knows the baseline-end output at the end: its rows are replayed)
+    needs_path_ends: bool = True
 
     def nodes(self, method: str, n_steps: int, dtype: torch.dtype, device) -> tuple[Tensor, Tensor]:
         """Nodes and weights on a straight-line path."""
@@ -255,6 +258,7 @@ class RiemannIntegrator(Integrator):
     """``A = sum_j g_j * d_j``: quadrature on straight lines, Riemann sums on discrete paths."""
 
     name = "riemann"
+    needs_path_ends = False
 
     def accumulator(self, info: PathInfo) -> Accumulator:
         return _RiemannAccumulator(info)
@@ -335,6 +339,7 @@ class IDGIIntegrator(Integrator):
 
     name = "idgi"
     uses_displacements = False
+    needs_path_ends = False
 
     def __init__(self, eps: float = 1e-30) -> None:
         self.eps = eps
@@ -452,6 +457,102 @@ class SplitIntegrator(Integrator):
         return {"integrator": self.name, "ratio": self.ratio, "part": self.part}
 
 
+# ----------------------------------------------------------------------------------------------- segment rules
+SEGMENT_RULES = ("left", "trapezoid", "gausslegendre")
+#: the most quadrature nodes per segment of a discrete path (each costs one gradient row per segment and path)
+MAX_SUBSTEPS = 1024
+#: the adaptive rule accepts a piece whose completeness error is within this many units of rounding (machine
+#: epsilon of the model's dtype times ``|f(a)| + |f(b)| + |trapezoid terms|_1``): below that the error estimate
+#: is rounding noise and bisecting only doubles the cost
+ADAPTIVE_RESOLUTION_ULPS = 64.0
+
+
+def segment_nodes(rule: str, substeps: int) -> tuple[list[float], list[float]]:
+    """Nodes ``t`` in [0, 1] (0 = the segment's end where the walk's step gradient is evaluated, ``gamma_j``;
+    1 = the next point ``gamma_{j+1}``) and weights of the quadrature applied to every segment of a discrete path.
+
+    ``left`` with ``m`` substeps: ``t = 0, 1/m, ..., (m-1)/m`` (``m = 1`` is the plain left Riemann sum of the
+    walk); ``trapezoid``: ``t = 0, 1/m, ..., 1`` with halved end weights (both ends are free: the walk evaluates
+    them anyway); ``gausslegendre``: ``m`` Gauss-Legendre nodes. ``substeps`` is at most :data:`MAX_SUBSTEPS`.
+    """
+    if isinstance(substeps, bool) or not isinstance(substeps, int) or substeps < 1:
+        raise InputValidationError(f"`substeps` must be a positive int, got {substeps!r}.", "substeps")
+    if substeps > MAX_SUBSTEPS:
+        raise InputValidationError(
+            f"`substeps` must be at most {MAX_SUBSTEPS}, got {substeps}: every substep costs one gradient row per "
+            "path segment (use `adaptive=tol` to refine only the segments that need it).",
+            "substeps",
+        )
+    m = substeps
+    if rule == "left":
+        return [k / m for k in range(m)], [1.0 / m] * m
+    if rule == "trapezoid":
+        w = [1.0 / m] * (m + 1)
+        w[0] = w[-1] = 0.5 / m
+        return [k / m for k in range(m + 1)], w
+    if rule == "gausslegendre":
+        nodes, weights = np.polynomial.legendre.leggauss(m)
+        return [float(0.5 * (1 + t)) for t in nodes], [float(0.5 * w) for w in weights]
+    raise InputValidationError(f"`segment_rule` must be one of {SEGMENT_RULES}, got {rule!r}.", "segment_rule")
+
+
+@dataclass(frozen=True)
+class SegmentRule:
+    """How the Riemann integrator integrates each straight segment ``gamma_j -> gamma_{j+1}`` of a sequential
+    path (the completeness remedies of IG2, Zhuo & Ge, TPAMI 2024; docs/ig2.md).
+
+    Attributes:
+        rule: ``"left"`` (the plain left Riemann sum for ``substeps=1``), ``"trapezoid"`` or ``"gausslegendre"``
+            (see :func:`segment_nodes`); the extra nodes inside a segment are evaluated as extra gradient rows,
+            the path itself does not change.
+        substeps: nodes per segment, ``1 <= substeps <= MAX_SUBSTEPS``.
+        adaptive: None, or a relative tolerance: every segment is integrated with the trapezoid rule and
+            bisected, up to ``depth`` times, wherever its completeness error ``|df - 1/2 (g_a + g_b) . (b - a)|``
+            exceeds ``adaptive * |f(x)| / n_steps`` (floored at the rounding level of the model's dtype,
+            :data:`ADAPTIVE_RESOLUTION_ULPS`).
+        depth: maximum bisection depth per segment.
+    """
+
+    rule: str = "left"
+    substeps: int = 1
+    adaptive: float | None = None
+    depth: int = 6
+
+    def __post_init__(self) -> None:
+        segment_nodes(self.rule, self.substeps)  # validates rule and substeps
+        if self.adaptive is not None:
+            a = self.adaptive
+            if isinstance(a, bool) or not isinstance(a, (int, float)) or not a > 0 or a == float("inf"):
+                raise InputValidationError(f"`adaptive` must be a positive number or None, got {a!r}.", "adaptive")
+            d = self.depth
+            if isinstance(d, bool) or not isinstance(d, int) or d < 0:
+                raise InputValidationError(f"`adaptive_depth` must be an int >= 0, got {d!r}.", "adaptive_depth")
+            if self.substeps != 1:
+                raise InputValidationError("`adaptive` refines single segments; use it with substeps=1.", "substeps")
+
+    @property
+    def plain(self) -> bool:
+        """True for the plain left Riemann sum (one gradient per step, nothing else)."""
+        return self.rule == "left" and self.substeps == 1 and self.adaptive is None
+
+    def nodes(self) -> tuple[list[float], list[float]]:
+        """Nodes and weights on [0, 1] of every segment (:func:`segment_nodes`)."""
+        return segment_nodes(self.rule, self.substeps)
+
+    def check(self, integrator: Integrator) -> None:
+        """Segment rules other than the plain one need the Riemann integrator."""
+        if not self.plain and type(integrator) is not RiemannIntegrator:
+            raise InputValidationError(
+                f"`substeps`/`segment_rule`/`adaptive` other than 1/'left'/None need the Riemann integrator, not "
+                f"{integrator.name!r} (IDGI is complete by construction).",
+                "substeps",
+            )
+
+    def describe(self) -> dict[str, Any]:
+        return {"segment_rule": "trapezoid" if self.adaptive is not None else self.rule, "substeps": self.substeps,
+                "adaptive": self.adaptive, "adaptive_depth": self.depth if self.adaptive is not None else None}
+
+
 INTEGRATORS: dict[str, Any] = {
     "riemann": RiemannIntegrator,
     "idgi": IDGIIntegrator,
@@ -479,9 +580,13 @@ __all__ = [
     "Evaluation",
     "IDGIIntegrator",
     "Integrator",
+    "MAX_SUBSTEPS",
     "PathInfo",
     "RiemannIntegrator",
+    "SEGMENT_RULES",
+    "SegmentRule",
     "SplitIntegrator",
     "get_integrator",
     "quadrature",
+    "segment_nodes",
 ]

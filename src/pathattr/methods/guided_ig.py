@@ -5,15 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import torch
-from torch import Tensor
 
 from ..baselines import BaselinesType, resolve_baselines
-from ..engine import gradients_in_chunks
-from ..forward import ModelFunction, TargetType, TensorOrTuple
-from ..integrators import Evaluation, Integrator, PathInfo, RiemannIntegrator, get_integrator
-from ..paths.guided import GuidedPath, check_guided_arguments, flatten_features, unflatten_features
+from ..engine import integrate_sequential_path
+from ..forward import TargetType, TensorOrTuple
+from ..integrators import Integrator, get_integrator
+from ..paths.guided import GuidedPath, check_guided_arguments, flatten_features
 from ..randomness import as_generator
 from ..result import Explanation
 from .base import AttributionMethod
@@ -93,13 +91,10 @@ class GuidedIntegratedGradients(AttributionMethod):
             example = torch.arange(n_paths, device=device) // k
             x = flatten_features([t.repeat_interleave(k, 0) for t in s.inputs], n_paths)
             b = flatten_features([t.expand(batch, *t.shape[1:]).reshape(n_paths, -1) for t in base], n_paths)
-            path = GuidedPath(x, b, n_steps, fraction, max_dist)
-            end_outputs = s.outputs.repeat_interleave(k)
-            like = tuple(torch.zeros((1, *t.shape[1:]), dtype=torch.float64, device=device).expand_as(t)
-                         for t in s.inputs)
-            attributions, extras, start_outputs = _integrate(
-                s.model, path, self.integrator, s.inputs, like, example, end_outputs, k, internal_batch_size
-            )
+            path = GuidedPath(x, b, n_steps, fraction, max_dist, like=s.inputs, example=example)
+            run = integrate_sequential_path(s.model, path, self.integrator, internal_batch_size, s.inputs,
+                                            s.outputs.repeat_interleave(k))
+            attributions, extras, start_outputs = run.attributions, run.extras, run.start_outputs
             extras["max_inner_iterations"] = path.max_inner_iterations
             hyper = {
                 "n_steps": n_steps,
@@ -114,70 +109,6 @@ class GuidedIntegratedGradients(AttributionMethod):
             return s.explanation(
                 attributions, hyper, baseline_outputs=start_outputs.view(batch, k).mean(1), extras=extras
             )
-
-
-def _integrate(
-    model: ModelFunction,
-    path: GuidedPath,
-    integrator: Integrator,
-    inputs: tuple[Tensor, ...],
-    like: tuple[Tensor, ...],
-    example: Tensor,
-    end_outputs: Tensor,
-    k: int,
-    internal_batch_size: int | None,
-) -> tuple[tuple[Tensor, ...], dict[str, Any], Tensor]:
-    """Walk the guided paths step by step, feeding every step to the integrator.
-
-    Returns the attributions (float64, per input ``[B, *S]``), the integrator's extras and ``f`` at the baseline
-    end of every path. Paths whose input equals the baseline are never evaluated (zero attribution).
-    """
-    batch = inputs[0].shape[0]
-    rows = path.active.nonzero().squeeze(1)
-    n_rows = rows.numel()
-    start_outputs = end_outputs.clone()  # f(b) = f(x) where the input equals the baseline
-    if n_rows == 0:
-        return tuple(torch.zeros_like(t) for t in like), {}, start_outputs
-    every = n_rows == path.n_paths
-    points_of = (lambda: path.point) if every else (lambda: path.point[rows])
-    step_rows = rows if not every else None
-    # the default Riemann sum is accumulated directly on the flat features (same sums, less overhead)
-    direct = type(integrator) is RiemannIntegrator
-    flat = torch.zeros_like(path.point[:n_rows]) if direct else None
-    acc = None
-    row_example = example if every else example[rows]
-    for step in range(path.n_steps):
-        points = unflatten_features(points_of(), inputs)
-        grads, outs = gradients_in_chunks(model, points, row_example, internal_batch_size)
-        flat_grads = flatten_features(grads, n_rows, grads[0].dtype)
-        disp = path.advance(flat_grads, step_rows, check_finite=False)  # the model wrapper checked them
-        if direct:
-            if flat.device.type == "cpu" and flat_grads.device.type == "cpu":  # NumPy: no thread barrier
-                flat_np = flat.numpy()
-                flat_np += np.multiply(flat_grads.numpy(), disp.numpy(), dtype=np.float64)
-            else:
-                flat.addcmul_(flat_grads, disp)
-            if step == 0:
-                start_outputs[rows] = outs.to(start_outputs.dtype)
-            continue
-        if acc is None:
-            start_outputs[rows] = outs.to(start_outputs.dtype)
-            acc = integrator.accumulator(PathInfo(
-                n_paths=path.n_paths, output_index=example, n_outputs=batch, like=like,
-                start_outputs=start_outputs, end_outputs=end_outputs, direction=1, scale=1.0 / k,
-            ))
-        grads64 = tuple(g.to(torch.float64) for g in grads)
-        acc.update(Evaluation(rows, torch.full_like(rows, step), grads64, outs, unflatten_features(disp, like)))
-    if direct:
-        if every and k == 1:  # one path per example, all active: the sum is the attribution
-            return unflatten_features(flat, like), {}, start_outputs
-        total = torch.zeros((batch, flat.shape[1]), dtype=flat.dtype, device=flat.device)
-        total.index_add_(0, row_example, flat, alpha=1.0 / k)
-        return unflatten_features(total, like), {}, start_outputs
-    # the input end, output only: closes the last segment for output-based integrators (IDGI)
-    zeros = tuple(torch.zeros((n_rows, *t.shape[1:]), dtype=t.dtype, device=t.device) for t in like)
-    acc.update(Evaluation(rows, torch.full_like(rows, path.n_steps), zeros, end_outputs[rows], zeros))
-    return acc.result(), dict(acc.extras), start_outputs
 
 
 def guided_integrated_gradients(

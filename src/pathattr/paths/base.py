@@ -1,9 +1,15 @@
-"""The parametric-path protocol used by :func:`pathattr.engine.integrate_parametric_path`."""
+"""The path protocols of the engine: :class:`ParametricPath` (every point known in advance, integrated by
+:func:`pathattr.engine.integrate_parametric_path`) and :class:`SequentialPath` (each point depends on the gradient at
+the previous one, integrated by :func:`pathattr.engine.integrate_sequential_path`). How to add one:
+docs/contributing_paths.md."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
 
+import torch
 from torch import Tensor
 
 
@@ -47,3 +53,101 @@ class ParametricPath(ABC):
     @abstractmethod
     def start_points(self, path_index: Tensor) -> tuple[Tensor, ...]:
         """Baseline end of the given paths, ``[n, *S]`` per input."""
+
+
+@dataclass
+class StepEvaluation:
+    """What the model gave at the current points of some rows of a sequential path.
+
+    Attributes:
+        gradients: per input ``[n, *S]``, the gradient of the target output (None when not requested).
+        outputs: ``[n]`` target output at the points (None when a walk without integration did not need it).
+        extras: path-specific per-row tensors (dim 0 = rows), e.g. IG2's counterfactual gradient and
+            representation distance; the engine concatenates them over chunks and hands them to ``advance``.
+    """
+
+    gradients: tuple[Tensor, ...] | None
+    outputs: Tensor | None
+    extras: dict[str, Tensor] = field(default_factory=dict)
+
+
+class SequentialPath(ABC):
+    """``n_paths`` paths whose next point depends on the model's gradient at the current one.
+
+    Used by :func:`pathattr.engine.integrate_sequential_path` (Guided IG, IG2's GradPath; AGI / MFABA style
+    adversarial paths). A new path is a few lines (here: steps against the gradient's sign, from the input)::
+
+        class SignPath(SequentialPath):
+            direction = -1                                   # walks from the input (+1: from the baseline)
+
+            def __init__(self, x_rows, example, n_steps, eps=0.01):
+                self.z, self.example, self.n_steps, self.eps = x_rows.detach().clone(), example, n_steps, eps
+                self.dtype = x_rows.dtype
+
+            n_paths = property(lambda self: self.z.shape[0])
+
+            def example_index(self, path_index):
+                return self.example[path_index]
+
+            def points(self, rows):                          # rows: None (no inactive paths here)
+                return (self.z,)
+
+            def advance(self, ev, rows):                     # ev.gradients: grad f_c at points(rows)
+                new = self.z - self.eps * ev.gradients[0].sign()
+                disp, self.z = self.z - new, new             # gamma_j - gamma_{j+1}: baseline -> input
+                return (disp,)
+
+        r = integrate_sequential_path(model, SignPath(x, ex, 50), RiemannIntegrator(), ibs, (x,), f_x)
+        r.attributions, r.start_outputs                      # [B, *S] per input; f at each path's far end
+
+    Rows are addressed by path index; ``active`` paths (all if None) are evaluated and advanced, the others
+    never cost a model call (their attribution is zero). The engine calls, ``n_steps`` times: ``points(rows)``
+    -> model (``evaluate`` per chunk, default: target gradient and output) -> ``advance(evaluation, rows)``.
+    """
+
+    #: +1 if the walk starts at the baseline end (Guided IG), -1 if at the input end (IG2, AGI, MFABA)
+    direction: int = 1
+    #: number of steps (one model evaluation at the current points each)
+    n_steps: int
+    #: ``[n_paths]`` bool, paths that move (None: all); inactive paths are never evaluated
+    active: Tensor | None = None
+    #: dtype of the displacements ``advance`` returns (the Riemann sum accumulates in it; half types in float64)
+    dtype: torch.dtype = torch.float64
+
+    @property
+    @abstractmethod
+    def n_paths(self) -> int:
+        """Number of paths (examples x baselines or references)."""
+
+    @abstractmethod
+    def example_index(self, path_index: Tensor) -> Tensor:
+        """Index of the example each path explains."""
+
+    @abstractmethod
+    def points(self, rows: Tensor | None) -> tuple[Tensor, ...]:
+        """Current points of paths ``rows`` (all paths if None), model-ready: one ``[n, *S]`` tensor per input."""
+
+    def evaluate(
+        self, model: Any, rows: Tensor, points: tuple[Tensor, ...], example_index: Tensor, gradient: bool,
+        final: bool,
+    ) -> StepEvaluation | None:
+        """Custom evaluation of one chunk of rows (None: the engine's ``model.gradients`` / ``model.outputs``).
+
+        Args:
+            model: the :class:`pathattr.forward.ModelFunction` (count any extra backward in ``model.cost``).
+            rows: ``[n]`` path index of each row of the chunk.
+            points: the chunk's points (from :meth:`points`).
+            example_index: ``[n]`` example of each row.
+            gradient: whether the target gradient is needed (False: only what :meth:`advance` needs).
+            final: the points are the path's last points (no step follows: report, do not prepare a step).
+        """
+        return None
+
+    @abstractmethod
+    def advance(self, evaluation: StepEvaluation, rows: Tensor | None) -> tuple[Tensor, ...]:
+        """Move paths ``rows`` (all if None; the active paths at every step) one step.
+
+        Returns the path element of each row, ``gamma_{j+1} - gamma_j`` oriented from baseline to input (for
+        ``direction = -1``: ``gamma_j - gamma_{j+1}``), one ``[n, *S]`` tensor per input in :attr:`dtype`.
+        Tensors returned earlier by :meth:`points` must not be modified in place (the engine still uses them).
+        """

@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from ..errors import InputValidationError, NonFiniteError
+from .base import SequentialPath, StepEvaluation
 
 #: CPU steps on at most this many path elements (P x N) use the NumPy backend (default: every CPU step). NumPy's
 #: single-threaded kernels beat torch's on this work: a step is ~60 passes over ``[P, N]`` float64 arrays, each a
@@ -392,8 +393,8 @@ def unflatten_features(flat: Tensor, like: Sequence[Tensor], dtype: torch.dtype 
     return tuple(out)
 
 
-class GuidedPath:
-    """State of ``P`` Guided IG paths advanced one step at a time (a *sequential* path).
+class GuidedPath(SequentialPath):
+    """State of ``P`` Guided IG paths advanced one step at a time (a :class:`~pathattr.paths.base.SequentialPath`).
 
     Args:
         inputs: ``[P, N]`` input end of every path (flattened features, any float dtype; kept in float64).
@@ -401,16 +402,23 @@ class GuidedPath:
         n_steps: number of steps ``m`` (one gradient each).
         fraction: share of all features selected per inner iteration.
         max_dist: half-width of the progress band around the straight line, in alpha units.
+        like: per model input a tensor ``[*, *S_i]`` giving its shape and dtype (the ``N`` features are the
+            inputs' features concatenated); None: one input ``[P, N]`` in the dtype of ``inputs``.
+        example: ``[P]`` example of every path (default: path ``p`` explains example ``p``).
 
     ``point`` is the current point ``[P, N]`` (float64); :meth:`advance` consumes the gradient at ``point`` and
     returns the displacement ``z_{t+1} - z_t``. Paths whose input equals their baseline (``active`` False)
     never move.
     """
 
-    def __init__(self, inputs: Tensor, baselines: Tensor, n_steps: int, fraction: float, max_dist: float) -> None:
+    direction = 1
+    dtype = torch.float64
+
+    def __init__(self, inputs: Tensor, baselines: Tensor, n_steps: int, fraction: float, max_dist: float,
+                 like: Sequence[Tensor] | None = None, example: Tensor | None = None) -> None:
         check_guided_arguments(n_steps, fraction, max_dist)
-        self.inputs = inputs.to(torch.float64)
-        self.baselines = baselines.to(torch.float64)
+        self.inputs = inputs.detach().to(torch.float64)
+        self.baselines = baselines.detach().to(torch.float64)
         self.point = self.baselines.clone()
         self.diff = self.inputs - self.baselines
         self.safe_diff = torch.where(self.diff == 0, 1.0, self.diff)
@@ -422,20 +430,40 @@ class GuidedPath:
         self.step = 0
         self.max_inner_iterations = 0
         self._workspace: dict = {}  # scratch arrays of the NumPy step backend, reused at every step
+        self.like: tuple[Tensor, ...] = (inputs.detach()[:1],) if like is None else tuple(like)
+        self.example = torch.arange(inputs.shape[0], device=inputs.device) if example is None else example
 
     @property
     def n_paths(self) -> int:
         return self.point.shape[0]
 
-    def advance(self, gradients: Tensor, rows: Tensor | None = None, check_finite: bool = True) -> Tensor:
+    def example_index(self, path_index: Tensor) -> Tensor:
+        return self.example[path_index]
+
+    def points(self, rows: Tensor | None) -> tuple[Tensor, ...]:
+        """Current points of ``rows`` (all if None), shaped and typed like the model inputs."""
+        return unflatten_features(self.point if rows is None else self.point[rows], self.like)
+
+    def advance(self, evaluation: StepEvaluation | Tensor, rows: Tensor | None = None,
+                check_finite: bool | None = None) -> tuple[Tensor, ...]:
         """Move the paths ``rows`` (all if None; must be the same rows at every step) one step.
 
         Args:
-            gradients: ``[len(rows), N]`` gradient at the current point of those paths.
-            check_finite: check the gradients (the methods' model wrapper already does).
+            evaluation: the engine's evaluation at the current points of those paths (its gradients), or their
+                gradient as one ``[len(rows), N]`` tensor.
+            check_finite: check the gradients (default: only a raw tensor; the engine's model wrapper has
+                already checked its evaluations).
         Returns:
-            ``[len(rows), N]`` displacement ``z_{t+1} - z_t`` (float64).
+            the displacement ``z_{t+1} - z_t`` (float64), one ``[len(rows), *S_i]`` tensor per input.
         """
+        if isinstance(evaluation, Tensor):
+            gradients = evaluation
+        else:
+            grads = evaluation.gradients
+            assert grads is not None
+            gradients = flatten_features(grads, grads[0].shape[0], grads[0].dtype)
+        if check_finite is None:
+            check_finite = isinstance(evaluation, Tensor)
         if self.step >= self.n_steps:
             raise RuntimeError("the Guided IG path has already reached the input")
         if rows is not None and rows.numel() == self.point.shape[0]:
@@ -454,8 +482,10 @@ class GuidedPath:
         else:
             self.point[rows] = new
         if rows is None and new.device.type == "cpu" and z.device.type == "cpu":  # one NumPy pass, no barrier
-            return torch.from_numpy(np.subtract(new.numpy(), z.numpy()))
-        return new.sub_(z) if rows is not None else new - z
+            disp = torch.from_numpy(np.subtract(new.numpy(), z.numpy()))
+        else:
+            disp = new.sub_(z) if rows is not None else new - z
+        return unflatten_features(disp, self.like, torch.float64)
 
 
 __all__ = [
