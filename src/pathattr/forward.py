@@ -9,7 +9,13 @@ and steps into one forward call. It also counts forward/backward passes for the 
 from __future__ import annotations
 
 import contextlib
+import functools
+import os
+import sys
 import time
+import types
+import warnings
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from .errors import InputValidationError, NoGradientError, NonFiniteError, TargetError, check_finite
+from .validation import normalize_target
 
 TargetType = None | int | Sequence[int] | Tensor | Callable[[Tensor], Tensor]
 TensorOrTuple = Tensor | tuple[Tensor, ...]
@@ -33,6 +40,7 @@ def as_tuple(inputs: TensorOrTuple, argument: str = "inputs") -> tuple[Tensor, .
     if len(items) == 0:
         raise InputValidationError(f"`{argument}` is an empty tuple; expected at least one tensor.", argument)
     batch = None
+    out: list[Tensor] = []
     for i, t in enumerate(items):
         name = argument if len(items) == 1 else f"{argument}[{i}]"
         if not isinstance(t, Tensor):
@@ -45,6 +53,9 @@ def as_tuple(inputs: TensorOrTuple, argument: str = "inputs") -> tuple[Tensor, .
             )
         if t.ndim == 0:
             raise InputValidationError(f"`{name}` is a scalar; expected a batch with dim 0 = examples.", argument)
+        if t.is_inference():  # an inference-mode tensor cannot take part in autograd: use a normal copy
+            with torch.inference_mode(False):
+                t = t.clone()
         if batch is None:
             batch = t.shape[0]
         elif t.shape[0] != batch:
@@ -52,9 +63,10 @@ def as_tuple(inputs: TensorOrTuple, argument: str = "inputs") -> tuple[Tensor, .
                 f"`{name}` has batch size {t.shape[0]}, but the first input has {batch}.", argument
             )
         check_finite(t, name)
+        out.append(t)
     if batch == 0:
         raise InputValidationError(f"`{argument}` has batch size 0.", argument)
-    return tuple(items)
+    return tuple(out)
 
 
 def restore_structure(values: Sequence[Tensor], like: TensorOrTuple) -> TensorOrTuple:
@@ -102,28 +114,166 @@ _HOOK_DICTS = (
 )
 
 
-def find_modules(forward_func: Any) -> list[nn.Module]:
-    """The ``nn.Module`` objects reachable from ``forward_func`` (itself, or the owner of a bound method)."""
+class ModelNotFoundWarning(UserWarning):
+    """pathattr found no ``nn.Module`` behind a forward function, so it cannot guard the model's state."""
+
+
+#: what ``model=`` accepts: None (search ``forward_func``), one module, or several (an empty tuple: "no modules,
+#: do not warn")
+ModelsType = None | nn.Module | Sequence[nn.Module]
+
+_MAX_DEPTH = 4
+_warned: weakref.WeakSet | set = weakref.WeakSet()
+_warned_ids: set[int] = set()
+
+
+def _explicit_modules(model: Any) -> list[nn.Module]:
+    if isinstance(model, nn.Module):
+        return [model]
+    if isinstance(model, (list, tuple)) and all(isinstance(m, nn.Module) for m in model):
+        return list(model)
+    raise InputValidationError(
+        f"`model` must be an nn.Module, a list/tuple of modules or None, got {type(model).__name__}.", "model"
+    )
+
+
+def _code_names(code: Any, depth: int = 0) -> set[str]:
+    """Global names a code object (and the code objects nested in it) refers to."""
+    names = set(code.co_names)
+    if depth < 2:
+        for const in code.co_consts:
+            if hasattr(const, "co_names"):
+                names |= _code_names(const, depth + 1)
+    return names
+
+
+#: containers found on the way are searched only up to this many items (a model is not hidden in a data set)
+_MAX_ITEMS = 64
+_OPAQUE = (type, types.ModuleType, types.BuiltinFunctionType, Tensor, str, bytes, int, float, complex, bool)
+
+
+def _children(obj: Any) -> list[Any]:
+    """Objects a callable may use its modules through (cheap introspection only, no calls)."""
+    out: list[Any] = []
+    for attr in ("__self__", "__wrapped__", "__func__"):
+        value = getattr(obj, attr, None)
+        if value is not None:
+            out.append(value)
+    if isinstance(obj, functools.partial):
+        out.append(obj.func)
+        out.extend(obj.args)
+        out.extend(obj.keywords.values())
+    closure = getattr(obj, "__closure__", None)
+    if closure:
+        for cell in closure:
+            with contextlib.suppress(ValueError):  # an empty cell
+                out.append(cell.cell_contents)
+    code, glob = getattr(obj, "__code__", None), getattr(obj, "__globals__", None)
+    if code is not None and isinstance(glob, dict):
+        for name in sorted(_code_names(code)):
+            if name in glob:
+                out.append(glob[name])
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        if len(obj) <= _MAX_ITEMS:
+            out.extend(obj)
+    elif isinstance(obj, dict):
+        if len(obj) <= _MAX_ITEMS:
+            out.extend(obj.values())
+    elif not isinstance(obj, (types.FunctionType, types.MethodType, functools.partial)):
+        # an object (a predictor class with ``__call__``, the owner of a bound method): its attributes
+        attrs = getattr(obj, "__dict__", None)
+        if isinstance(attrs, dict) and len(attrs) <= _MAX_ITEMS:
+            out.extend(attrs.values())
+    return out
+
+
+def find_modules(forward_func: Any, model: ModelsType = None) -> list[nn.Module]:
+    """The ``nn.Module`` objects ``forward_func`` uses, outermost first.
+
+    ``model`` (a module or a list of them) is taken as given. Otherwise the search looks, a few levels deep, at
+    ``forward_func`` itself, the owner of a bound method (``__self__``), ``functools.partial`` functions and
+    arguments, ``__wrapped__`` (decorators, ``functools.wraps``), closure cells, the globals the function's code
+    names, the items of lists / tuples / dicts found on the way and the attributes of callable objects. Modules
+    reachable only some other way cannot be found: pass them as ``model=``.
+    """
+    if model is not None:
+        return _explicit_modules(model)
     found: list[nn.Module] = []
-    for candidate in (forward_func, getattr(forward_func, "__self__", None), getattr(forward_func, "func", None)):
-        if isinstance(candidate, nn.Module) and all(candidate is not m for m in found):
-            found.append(candidate)
+    seen: set[int] = set()
+    stack: list[tuple[Any, int]] = [(forward_func, 0)]
+    while stack:
+        obj, depth = stack.pop(0)
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, nn.Module):
+            if all(obj is not m for m in found):
+                found.append(obj)
+            continue
+        if depth >= _MAX_DEPTH or obj is None or isinstance(obj, _OPAQUE):
+            continue
+        with contextlib.suppress(Exception):  # introspection must never break attribution
+            stack.extend((child, depth + 1) for child in _children(obj))
     return found
 
 
+def _warn_no_model(forward_func: Any) -> None:
+    """Warn once per forward function that no module was found (the remedy is ``model=``)."""
+    try:
+        if forward_func in _warned:
+            return
+        _warned.add(forward_func)
+    except TypeError:  # not weak-referenceable
+        if id(forward_func) in _warned_ids:
+            return
+        _warned_ids.add(id(forward_func))
+    warnings.warn(
+        f"pathattr found no torch.nn.Module behind forward_func {getattr(forward_func, '__qualname__', forward_func)!r}"
+        ", so it cannot switch the model to eval mode or restore its state (dropout, batch-norm statistics); pass "
+        "the model explicitly with `model=` (or `model=()` if the function uses no module).",
+        ModelNotFoundWarning,
+        stacklevel=_caller_stacklevel(),
+    )
+
+
+def _caller_stacklevel() -> int:
+    """``stacklevel`` of the first frame outside pathattr and contextlib (the user's call)."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(_INTERNAL_FILES):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+#: frames skipped when a warning points at the caller: pathattr itself and contextlib
+_INTERNAL_FILES = (os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep,
+                   os.path.dirname(os.path.abspath(contextlib.__file__)) + os.sep + "contextlib")
+
+
+#: buffers are snapshot (copied) before attribution when all together take at most this many bytes; larger
+#: buffer sets keep only the batch-norm statistics' copies, and the others are still checked for replacement
+BUFFER_SNAPSHOT_BYTES = 1 << 28
+
+
 @contextlib.contextmanager
-def model_guard(forward_func: Any, eval_mode: bool = True) -> Iterator[None]:
+def model_guard(forward_func: Any, eval_mode: bool = True, model: ModelsType = None) -> Iterator[None]:
     """Put the model in the state attribution needs and restore it exactly afterwards.
 
-    Inside the block every submodule is in eval mode (if ``eval_mode``) and no parameter requires grad (only
-    input gradients are needed; this also saves memory). On exit, also after an exception, the train/eval flag
-    of every submodule, every parameter's ``requires_grad`` and every hook dictionary are restored to what
-    they were, so a hook left behind by a failing method is removed and a removed hook is put back.
+    The modules are those :func:`find_modules` finds behind ``forward_func`` (or ``model``, if given; a warning
+    names that remedy when none is found). Inside the block every submodule is in eval mode (if ``eval_mode``),
+    no parameter requires grad (only input gradients are needed; this also saves memory), gradients are enabled
+    (also under ``torch.no_grad()`` / ``torch.inference_mode()`` outside) and the global RNG is forked: whatever
+    the model draws (dropout in train mode) comes from a fixed seed and the caller's RNG state is left as it was.
+    On exit, also after an exception, the train/eval flag of every submodule, every parameter's
+    ``requires_grad``, every hook dictionary and every buffer (batch-norm running statistics, ...) are restored
+    to what they were, so a hook left behind by a failing method is removed and a removed hook is put back.
     """
-    modules = find_modules(forward_func)
+    modules = find_modules(forward_func, model)
+    if not modules and model is None:
+        _warn_no_model(forward_func)
     saved_training: list[tuple[nn.Module, bool]] = []
     saved_hooks: list[tuple[nn.Module, str, dict]] = []
     saved_params: list[tuple[nn.Parameter, bool]] = []
+    saved_buffers: list[tuple[nn.Module, str, Tensor | None, int, Tensor | None]] = []
     seen: set[int] = set()
     for root in modules:
         for module in root.modules():
@@ -135,15 +285,25 @@ def model_guard(forward_func: Any, eval_mode: bool = True) -> Iterator[None]:
                 hooks = getattr(module, name, None)
                 if hooks is not None:
                     saved_hooks.append((module, name, dict(hooks)))
+            for name, buf in module._buffers.items():
+                saved_buffers.append((module, name, buf, _version(buf), None))
         for p in root.parameters():
             saved_params.append((p, p.requires_grad))
+    total = sum(b.numel() * b.element_size() for _, _, b, _, _ in saved_buffers if b is not None)
+    for i, (module, name, buf, version, _) in enumerate(saved_buffers):
+        if buf is not None and (total <= BUFFER_SNAPSHOT_BYTES or isinstance(module, nn.modules.batchnorm._NormBase)):
+            saved_buffers[i] = (module, name, buf, version, buf.detach().clone())
+    devices = sorted({p.device.index or 0 for p, _ in saved_params if p.device.type == "cuda"})
     try:
         for module, _ in saved_training:
             if eval_mode:
                 module.training = False
         for p, _ in saved_params:
             p.requires_grad_(False)
-        with torch.enable_grad():
+        with torch.random.fork_rng(devices=devices), torch.inference_mode(False), torch.enable_grad():
+            torch.random.default_generator.manual_seed(_RNG_SEED)
+            for d in devices:
+                torch.cuda.default_generators[d].manual_seed(_RNG_SEED)
             yield
     finally:
         for module, training in saved_training:
@@ -154,6 +314,26 @@ def model_guard(forward_func: Any, eval_mode: bool = True) -> Iterator[None]:
             current = getattr(module, name)
             current.clear()
             current.update(hooks)
+        with torch.no_grad():
+            for module, name, buf, version, copy in saved_buffers:
+                if module._buffers.get(name) is not buf:
+                    module._buffers[name] = buf
+                if buf is not None and copy is not None and (_version(buf) != version or not torch.equal(buf, copy)):
+                    buf.copy_(copy)  # (batch norm updates its statistics without bumping the version counter)
+
+
+def _version(buf: Tensor | None) -> int:
+    """The in-place version counter of a buffer (-1 where there is none, e.g. an inference tensor)."""
+    if buf is None:
+        return 0
+    try:
+        return int(buf._version)
+    except RuntimeError:
+        return -1
+
+
+#: seed of the forked global RNG inside :func:`model_guard` (dropout left on in train mode is reproducible)
+_RNG_SEED = 0
 
 
 # ----------------------------------------------------------------------------------------------- model
@@ -211,8 +391,14 @@ class ModelFunction:
         An int applies to every example; a list or 1-D tensor gives one class per example; a callable maps
         the raw output of ``n`` rows to ``n`` scalars.
         """
+        target = normalize_target(target)
         with torch.no_grad():
-            output = self.forward(inputs)
+            try:
+                output = self.forward(inputs)
+            except Exception as err:
+                if self._accepts_unbatched(inputs):
+                    raise self._unbatched_error(inputs) from err
+                raise
         if callable(target) and not isinstance(target, Tensor):
             self.target = target
             return self.select(output, None)
@@ -224,6 +410,8 @@ class ModelFunction:
             )
         b = self.batch_size
         if output.ndim == 0 or output.shape[0] != b or output.ndim > 2:
+            if self._accepts_unbatched(inputs):
+                raise self._unbatched_error(inputs)
             raise InputValidationError(
                 f"`forward_func` returned shape {tuple(output.shape)}; expected [B] or [B, C] with B={b} "
                 "(or pass a callable `target`).",
@@ -265,6 +453,25 @@ class ModelFunction:
                 )
             self.target = index.to(output.device)
         return self.select(output, None)
+
+    def _accepts_unbatched(self, inputs: Sequence[Tensor]) -> bool:
+        """Whether the model gives one example's output (``[1]`` or ``[1, C]``) when every input gets a leading
+        axis of size 1, i.e. ``inputs`` look like one example without its batch dimension."""
+        try:
+            with torch.no_grad():
+                out = self.forward_func(*(t.unsqueeze(0) for t in inputs), *self._args)
+        except Exception:
+            return False
+        return isinstance(out, Tensor) and out.ndim in (1, 2) and out.shape[0] == 1
+
+    def _unbatched_error(self, inputs: Sequence[Tensor]) -> InputValidationError:
+        shape = tuple(inputs[0].shape)
+        return InputValidationError(
+            f"`inputs` of shape {shape} look like a single example without the batch dimension: the model fails on "
+            f"(or returns no per-example output for) shape {shape} but accepts {(1, *shape)}. Pass `inputs[None]` "
+            "(dim 0 = examples).",
+            "inputs",
+        )
 
     def select(self, output: Any, example_index: Tensor | None) -> Tensor:
         """The target scalar of every row: shape ``[n]``."""

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .errors import InputValidationError
+from .validation import check_spatial_dims
 
 
 def gaussian_kernel1d(sigma: float, truncate: float = 4.0, dtype=torch.float64, device=None) -> Tensor:
@@ -21,17 +22,9 @@ def gaussian_kernel1d(sigma: float, truncate: float = 4.0, dtype=torch.float64, 
 
 
 def spatial_dims_of(x: Tensor, spatial_dims: Sequence[int] | None) -> tuple[int, ...]:
-    """Spatial axes of a channels-first batch ``[B, C, *spatial]`` (all axes after 1 unless given)."""
-    if spatial_dims is None:
-        if x.ndim < 3:
-            raise InputValidationError(
-                f"blurring needs a channels-first input [B, C, *spatial]; got shape {tuple(x.shape)}.", "inputs"
-            )
-        return tuple(range(2, x.ndim))
-    dims = tuple(d % x.ndim for d in spatial_dims)
-    if 0 in dims:
-        raise InputValidationError("`spatial_dims` must not contain the batch axis 0.", "spatial_dims")
-    return dims
+    """Spatial axes of a channels-first batch ``[B, C, *spatial]`` (all axes after 1 unless given); given axes
+    are checked by :func:`pathattr.validation.check_spatial_dims` (in range, not the batch axis, no duplicates)."""
+    return check_spatial_dims(spatial_dims, x.ndim)
 
 
 def gaussian_blur(

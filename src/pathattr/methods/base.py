@@ -10,17 +10,21 @@ from typing import Any
 
 from torch import Tensor
 
+from ..errors import InputValidationError
 from ..forward import (
     Cost,
     ModelFunction,
+    ModelsType,
     TargetType,
     TensorOrTuple,
     as_tuple,
+    find_modules,
     model_guard,
     restore_structure,
     track_cost,
 )
 from ..result import Explanation, completeness
+from ..validation import check_flag
 
 
 @dataclass
@@ -72,15 +76,27 @@ class AttributionMethod(ABC):
         forward_func: an ``nn.Module`` or callable ``(*inputs, *additional_forward_args) -> [B] or [B, C]``.
         eval_mode: put the model's modules in eval mode during attribution (restored afterwards). Keeps
             dropout and batch-norm from making attributions depend on batch composition.
+        model: the ``nn.Module`` (or list of modules) that ``forward_func`` uses, when pathattr cannot find it
+            itself (see :func:`pathattr.forward.find_modules`: modules, bound methods, ``functools.partial``,
+            closures, ``__wrapped__`` and globals named by the function are searched); ``()`` declares that the
+            function uses no module. Its modes, flags, hooks and buffers are guarded and restored.
     """
 
     name: str = "method"
     #: whether ``attribute(..., return_convergence_delta=True)`` is supported
     has_delta: bool = True
 
-    def __init__(self, forward_func: Callable[..., Any], eval_mode: bool = True) -> None:
+    def __init__(self, forward_func: Callable[..., Any], eval_mode: bool = True, *, model: ModelsType = None) -> None:
+        if not callable(forward_func):
+            raise InputValidationError(
+                f"`forward_func` must be callable (an nn.Module or function), got {type(forward_func).__name__}.",
+                "forward_func",
+            )
         self.forward_func = forward_func
-        self.eval_mode = eval_mode
+        self.eval_mode = check_flag(eval_mode, "eval_mode")
+        if model is not None:
+            find_modules(forward_func, model)  # validates ``model``
+        self.model = model
 
     def has_convergence_delta(self) -> bool:
         """Captum's capability flag."""
@@ -111,7 +127,8 @@ class AttributionMethod(ABC):
         items = as_tuple(inputs)
         cost = Cost()
         model = ModelFunction(self.forward_func, items[0].shape[0], additional_forward_args, cost)
-        with model_guard(self.forward_func, self.eval_mode), track_cost(cost, items[0].device):
+        with model_guard(self.forward_func, self.eval_mode, getattr(self, "model", None)), \
+                track_cost(cost, items[0].device):
             outputs = model.resolve_target(target, items)
             yield Session(self, items, inputs, model, outputs, cost)
 

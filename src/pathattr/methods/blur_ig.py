@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from torch import Tensor
+
 from ..engine import integrate_parametric_path
 from ..errors import InputValidationError
-from ..forward import TargetType, TensorOrTuple
+from ..forward import ModelsType, TargetType, TensorOrTuple
 from ..integrators import Integrator, get_integrator
 from ..paths.blur import PADDINGS, BlurPath, blur_sigmas
 from ..result import Explanation
+from ..validation import check_count, check_flag, check_number, check_optional_count, check_spatial_dims
 from .base import AttributionMethod
 from .registry import register
 
@@ -44,8 +46,10 @@ class BlurIntegratedGradients(AttributionMethod):
         forward_func: Callable[..., Any],
         integrator: str | Integrator | None = None,
         eval_mode: bool = True,
+        *,
+        model: ModelsType = None,
     ) -> None:
-        super().__init__(forward_func, eval_mode)
+        super().__init__(forward_func, eval_mode, model=model)
         self.integrator = get_integrator(integrator)
 
     def explain(
@@ -73,45 +77,53 @@ class BlurIntegratedGradients(AttributionMethod):
         sqrt: space the sigmas as ``sqrt(i * max_sigma / n_steps)`` (PAIR's option; the largest sigma is then
             ``sqrt(max_sigma)``).
         internal_batch_size: maximum rows (examples x nodes) per forward call; results do not depend on it.
-        spatial_dims: axes to blur (default: all axes after the channel axis 1).
+        spatial_dims: axes to blur (default: all axes after the channel axis 1); in range, not the batch axis,
+            no axis twice (e.g. ``(1, 2)`` for a channels-last ``[B, H, W, C]`` input).
         padding: ``"zeros"`` (PAIR / SciPy ``mode="constant"``: borders darken) or ``"reflect"``.
         truncate: Gaussian kernel radius in sigmas (SciPy's default 4).
         """
-        _check(max_sigma, n_steps, grad_step, padding, truncate)
+        max_sigma, n_steps, grad_step, sqrt, truncate = _check(max_sigma, n_steps, grad_step, sqrt, padding, truncate)
+        check_optional_count(internal_batch_size, "internal_batch_size")
+        for x in inputs if isinstance(inputs, tuple) else (inputs,):
+            if isinstance(x, Tensor):
+                check_spatial_dims(spatial_dims, x.ndim)
         with self.session(inputs, target, additional_forward_args) as s:
-            sigmas = blur_sigmas(float(max_sigma), n_steps, bool(sqrt))
+            sigmas = blur_sigmas(max_sigma, n_steps, sqrt)
             path = BlurPath(s.inputs, sigmas, float(grad_step), spatial_dims, padding, truncate)
             attributions, extras, start_out = integrate_parametric_path(
                 s.model, path, self.integrator, internal_batch_size, s.inputs, s.outputs
             )
             hyper = {
-                "max_sigma": float(max_sigma),
+                "max_sigma": max_sigma,
                 "n_steps": n_steps,
-                "grad_step": float(grad_step),
-                "sqrt": bool(sqrt),
+                "grad_step": grad_step,
+                "sqrt": sqrt,
                 "spatial_dims": None if spatial_dims is None else tuple(spatial_dims),
                 "padding": padding,
-                "truncate": float(truncate),
+                "truncate": truncate,
                 "internal_batch_size": internal_batch_size,
                 **self.integrator.describe(),
             }
             return s.explanation(attributions, hyper, baseline_outputs=start_out, extras=extras)
 
 
-def _check(max_sigma: float, n_steps: int, grad_step: float, padding: str, truncate: float) -> None:
-    if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
-        raise InputValidationError(f"`n_steps` must be a positive int, got {n_steps!r}.", "n_steps")
-    for name, value in (("max_sigma", max_sigma), ("grad_step", grad_step), ("truncate", truncate)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-            raise InputValidationError(f"`{name}` must be a positive finite number, got {value!r}.", name)
+def _check(
+    max_sigma: Any, n_steps: Any, grad_step: Any, sqrt: Any, padding: Any, truncate: Any
+) -> tuple[float, int, float, bool, float]:
+    n_steps = check_count(n_steps, "n_steps")
+    max_sigma = check_number(max_sigma, "max_sigma", positive=True)
+    grad_step = check_number(grad_step, "grad_step", positive=True)
+    truncate = check_number(truncate, "truncate", positive=True)
+    sqrt = check_flag(sqrt, "sqrt")
     if padding not in PADDINGS:
         raise InputValidationError(f"`padding` must be one of {PADDINGS}, got {padding!r}.", "padding")
+    return max_sigma, n_steps, grad_step, sqrt, truncate
 
 
 def blur_integrated_gradients(
     forward_func: Callable[..., Any], inputs: TensorOrTuple, **kwargs: Any
 ) -> TensorOrTuple:
-    """Functional form of :class:`BlurIntegratedGradients` (the constructor option ``integrator`` may be
-    passed as a keyword)."""
-    ctor = {k: kwargs.pop(k) for k in ("integrator",) if k in kwargs}
+    """Functional form of :class:`BlurIntegratedGradients` (the constructor options ``integrator``,
+    ``eval_mode`` and ``model`` may be passed as keywords)."""
+    ctor = {k: kwargs.pop(k) for k in ("integrator", "eval_mode", "model") if k in kwargs}
     return BlurIntegratedGradients(forward_func, **ctor).attribute(inputs, **kwargs)

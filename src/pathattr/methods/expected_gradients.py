@@ -10,11 +10,12 @@ from torch import Tensor
 
 from ..engine import integrate_parametric_path
 from ..errors import InputValidationError, check_finite
-from ..forward import TargetType, TensorOrTuple
+from ..forward import ModelsType, TargetType, TensorOrTuple
 from ..integrators import RiemannIntegrator
 from ..paths.straight import StraightLinePath
 from ..randomness import as_generator, rand, randint
 from ..result import Explanation
+from ..validation import check_count, check_flag, check_optional_count
 from .base import AttributionMethod
 from .registry import register
 
@@ -35,11 +36,15 @@ class ExpectedGradients(AttributionMethod):
 
     name = "expected_gradients"
 
+    #: ``baselines`` is a reference set drawn from, never one baseline per example (NoiseTunnel does not tile it)
+    baselines_are_reference_set = True
+
     def __init__(
-        self, forward_func: Callable[..., Any], multiply_by_inputs: bool = True, eval_mode: bool = True
+        self, forward_func: Callable[..., Any], multiply_by_inputs: bool = True, eval_mode: bool = True, *,
+        model: ModelsType = None,
     ) -> None:
-        super().__init__(forward_func, eval_mode)
-        self.multiply_by_inputs = multiply_by_inputs
+        super().__init__(forward_func, eval_mode, model=model)
+        self.multiply_by_inputs = check_flag(multiply_by_inputs, "multiply_by_inputs")
 
     def explain(
         self,
@@ -62,8 +67,9 @@ class ExpectedGradients(AttributionMethod):
         internal_batch_size: maximum rows per forward call.
         generator: ``torch.Generator`` or int seed for the draws (default seed 0).
         """
-        if not isinstance(n_samples, int) or isinstance(n_samples, bool) or n_samples < 1:
-            raise InputValidationError(f"`n_samples` must be a positive int, got {n_samples!r}.", "n_samples")
+        n_samples = check_count(n_samples, "n_samples")
+        stratified = check_flag(stratified, "stratified")
+        check_optional_count(internal_batch_size, "internal_batch_size")
         with self.session(inputs, target, additional_forward_args) as s:
             pools = _reference_set(s.inputs, baselines)
             gen = as_generator(generator)
@@ -119,5 +125,7 @@ def _reference_set(inputs: tuple[Tensor, ...], baselines: TensorOrTuple) -> tupl
 def expected_gradients(
     forward_func: Callable[..., Any], inputs: TensorOrTuple, baselines: TensorOrTuple, **kwargs: Any
 ) -> TensorOrTuple:
-    """Functional form of :class:`ExpectedGradients`."""
-    return ExpectedGradients(forward_func).attribute(inputs, baselines, **kwargs)
+    """Functional form of :class:`ExpectedGradients` (constructor options ``multiply_by_inputs``, ``eval_mode``
+    and ``model`` may be passed as keywords)."""
+    ctor = {k: kwargs.pop(k) for k in ("multiply_by_inputs", "eval_mode", "model") if k in kwargs}
+    return ExpectedGradients(forward_func, **ctor).attribute(inputs, baselines, **kwargs)

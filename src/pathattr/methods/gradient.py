@@ -8,8 +8,9 @@ from typing import Any
 import torch
 
 from ..engine import gradients_in_chunks
-from ..forward import TargetType, TensorOrTuple
+from ..forward import ModelsType, TargetType, TensorOrTuple
 from ..result import Explanation
+from ..validation import check_flag
 from .base import AttributionMethod
 from .registry import register
 
@@ -26,9 +27,11 @@ class Saliency(AttributionMethod):
     name = "saliency"
     has_delta = False
 
-    def __init__(self, forward_func: Callable[..., Any], abs: bool = True, eval_mode: bool = True) -> None:
-        super().__init__(forward_func, eval_mode)
-        self.abs = abs
+    def __init__(
+        self, forward_func: Callable[..., Any], abs: bool = True, eval_mode: bool = True, *, model: ModelsType = None
+    ) -> None:
+        super().__init__(forward_func, eval_mode, model=model)
+        self.abs = check_flag(abs, "abs")
 
     def explain(
         self,
@@ -74,10 +77,13 @@ class InputXGradient(AttributionMethod):
 
 
 def saliency(forward_func: Callable[..., Any], inputs: TensorOrTuple, abs: bool = True, **kwargs: Any) -> TensorOrTuple:
-    """Functional form of :class:`Saliency`."""
-    return Saliency(forward_func, abs=abs).attribute(inputs, **kwargs)
+    """Functional form of :class:`Saliency` (the constructor options ``eval_mode`` and ``model`` may be passed as
+    keywords)."""
+    ctor = {k: kwargs.pop(k) for k in ("eval_mode", "model") if k in kwargs}
+    return Saliency(forward_func, abs=abs, **ctor).attribute(inputs, **kwargs)
 
 
 def input_x_gradient(forward_func: Callable[..., Any], inputs: TensorOrTuple, **kwargs: Any) -> TensorOrTuple:
-    """Functional form of :class:`InputXGradient`."""
-    return InputXGradient(forward_func).attribute(inputs, **kwargs)
+    """Functional form of :class:`InputXGradient` (constructor options ``eval_mode`` and ``model`` as keywords)."""
+    ctor = {k: kwargs.pop(k) for k in ("eval_mode", "model") if k in kwargs}
+    return InputXGradient(forward_func, **ctor).attribute(inputs, **kwargs)

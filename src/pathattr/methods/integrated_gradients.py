@@ -9,11 +9,13 @@ import torch
 
 from ..baselines import BaselinesType, resolve_baselines
 from ..engine import integrate_parametric_path
-from ..forward import TargetType, TensorOrTuple
+from ..errors import InputValidationError
+from ..forward import ModelsType, TargetType, TensorOrTuple
 from ..integrators import Integrator, get_integrator
 from ..paths.straight import StraightLinePath
 from ..randomness import as_generator
 from ..result import Explanation
+from ..validation import check_count, check_flag, check_optional_count
 from .base import AttributionMethod
 from .registry import register
 
@@ -42,12 +44,16 @@ class IntegratedGradients(AttributionMethod):
         multiply_by_inputs: bool = True,
         integrator: str | Integrator | None = None,
         eval_mode: bool = True,
+        *,
+        model: ModelsType = None,
     ) -> None:
-        super().__init__(forward_func, eval_mode)
-        self.multiply_by_inputs = multiply_by_inputs
+        super().__init__(forward_func, eval_mode, model=model)
+        self.multiply_by_inputs = check_flag(multiply_by_inputs, "multiply_by_inputs")
         self.integrator = get_integrator(integrator)
         if not multiply_by_inputs and not self.integrator.uses_displacements:
-            raise ValueError(f"integrator {self.integrator.name!r} does not support multiply_by_inputs=False")
+            raise InputValidationError(
+                f"integrator {self.integrator.name!r} does not support multiply_by_inputs=False", "multiply_by_inputs"
+            )
 
     @property
     def multiplies_by_inputs(self) -> bool:
@@ -77,6 +83,10 @@ class IntegratedGradients(AttributionMethod):
             identical for every value.
         generator: for random baselines (``torch.Generator`` or int seed; default seed 0).
         """
+        n_steps = check_count(n_steps, "n_steps")
+        if not isinstance(method, str):
+            raise InputValidationError(f"`method` must be a quadrature name, got {method!r}.", "method")
+        check_optional_count(internal_batch_size, "internal_batch_size")
         with self.session(inputs, target, additional_forward_args) as s:
             gen = as_generator(generator)
             base = resolve_baselines(s.inputs, baselines, gen)
@@ -115,7 +125,7 @@ def _describe(baselines: Any) -> Any:
 
 
 def integrated_gradients(forward_func: Callable[..., Any], inputs: TensorOrTuple, **kwargs: Any) -> TensorOrTuple:
-    """Functional form of :class:`IntegratedGradients` (constructor options ``multiply_by_inputs`` and
-    ``integrator`` may be passed as keywords)."""
-    ctor = {k: kwargs.pop(k) for k in ("multiply_by_inputs", "integrator") if k in kwargs}
+    """Functional form of :class:`IntegratedGradients` (constructor options ``multiply_by_inputs``,
+    ``integrator``, ``eval_mode`` and ``model`` may be passed as keywords)."""
+    ctor = {k: kwargs.pop(k) for k in ("multiply_by_inputs", "integrator", "eval_mode", "model") if k in kwargs}
     return IntegratedGradients(forward_func, **ctor).attribute(inputs, **kwargs)

@@ -218,32 +218,37 @@ class BlurPath(ParametricPath):
     def example_index(self, path_index: Tensor) -> Tensor:
         return path_index
 
+    def _node_matrices(self, length: int, dtype: torch.dtype, steps: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``[n, L, L]`` blur matrices of the nodes ``steps`` (``sigma_i``), at ``sigma_i + h`` and their
+        differences (formed in float64), cast to ``dtype``: only the chunk's nodes are built, so memory follows
+        the chunk size, not ``n_steps`` (see :func:`_cached_node_matrices`)."""
+        unique, inverse = torch.unique(steps.cpu(), return_inverse=True)
+        sig = tuple(self.sigma_list[i] for i in unique.tolist())
+        mats = _cached_node_matrices(length, sig, self.grad_step, self.padding, self.truncate, dtype,
+                                     self.sigmas.device)
+        if unique.numel() == steps.numel() and bool((inverse == torch.arange(steps.numel())).all()):
+            return mats
+        inverse = inverse.to(self.sigmas.device)
+        return tuple(m.index_select(0, inverse) for m in mats)  # type: ignore[return-value]
+
     def start_points(self, path_index: Tensor) -> tuple[Tensor, ...]:
         n = path_index.shape[0]
+        last = torch.tensor([len(self.sigma_list) - 1])
         out = []
-        for x in self.inputs:  # blur(x, sigma_m) with the cached matrices of the last node (= blur_rows)
+        for x in self.inputs:  # blur(x, sigma_m) with the node matrices of the last node (= blur_rows)
             rows = x[path_index]
             for dim in spatial_dims_of(rows, self.spatial_dims):
-                last = self._node_matrices(rows.shape[dim], rows.dtype)[0][-1]
-                rows = apply_along(rows, last.expand(n, *last.shape), dim)
+                mat = self._node_matrices(rows.shape[dim], rows.dtype, last)[0][0]
+                rows = apply_along(rows, mat.expand(n, *mat.shape), dim)
             out.append(rows)
         return tuple(out)
-
-    def _node_matrices(self, length: int, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
-        """``[m + 1, L, L]`` blur matrices of every node and ``[m + 1, L, L]`` ones at ``sigma + h`` and their
-        differences (formed in float64), all cast to ``dtype``; cached (see :func:`_cached_node_matrices`)."""
-        return _cached_node_matrices(length, tuple(self.sigma_list), self.grad_step, self.padding, self.truncate,
-                                     dtype, self.sigmas.device)
 
     def _geometry(self, path_index: Tensor, step_index: Tensor) -> tuple[list[list[tuple]], list[list[Tensor]]]:
         mats, prefixes = [], []
         for x in self.inputs:
             rows = x[path_index]
             dims = spatial_dims_of(rows, self.spatial_dims)
-            per_dim = []
-            for dim in dims:
-                now, later, diff = self._node_matrices(rows.shape[dim], rows.dtype)
-                per_dim.append((now[step_index], later, diff))
+            per_dim = [self._node_matrices(rows.shape[dim], rows.dtype, step_index) for dim in dims]
             out = [rows]
             for (now_rows, _, _), dim in zip(per_dim, dims):
                 out.append(apply_along(out[-1], now_rows, dim))
@@ -271,44 +276,59 @@ class BlurPath(ParametricPath):
             dims = spatial_dims_of(pre[0], self.spatial_dims)
             total = None  # blur(x, sigma + h) - blur(x, sigma), telescoping over the axes (see _difference)
             for i, dim in enumerate(dims):
-                term = apply_along(pre[i], per_dim[i][2][step_index], dim)
+                term = apply_along(pre[i], per_dim[i][2], dim)
                 for d in range(i + 1, len(dims)):
-                    term = apply_along(term, per_dim[d][1][step_index], dims[d])
+                    term = apply_along(term, per_dim[d][1], dims[d])
                 total = term if total is None else total + term
             out.append(total * scale.to(x.dtype).view(-1, *([1] * (x.ndim - 1))))
         return tuple(out)
 
 
-#: node matrices kept between calls (one entry per axis length, sigma list, dtype, ...), at most this many bytes
-NODE_MATRIX_CACHE_BYTES = 1 << 27
+#: node matrices kept between chunks and calls (one entry per axis length, sigma, dtype, ...), at most this many
+#: bytes in all (a fixed bound: it does not grow with ``n_steps``)
+NODE_MATRIX_CACHE_BYTES = 1 << 25
 _node_matrix_cache: OrderedDict[tuple, tuple[Tensor, Tensor, Tensor]] = OrderedDict()
+_node_matrix_cache_bytes = 0
 
 
 def _cached_node_matrices(
     length: int, sigmas: tuple[float, ...], grad_step: float, padding: str, truncate: float, dtype: torch.dtype,
     device: torch.device,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Blur matrices of all nodes ``sigma_i``, of ``sigma_i + h`` and their float64 differences, cast to
-    ``dtype`` (bit-identical to building them per chunk). Building them costs more than applying them (an exp
-    and a gather per row and axis), and rows of different examples, chunks and calls share the nodes, so they
-    are built once and kept in a small LRU cache bounded by :data:`NODE_MATRIX_CACHE_BYTES`."""
-    key = (length, sigmas, grad_step, padding, truncate, dtype, str(device))
-    hit = _node_matrix_cache.get(key)
-    if hit is not None:
-        _node_matrix_cache.move_to_end(key)
-        return hit
-    sig = torch.tensor(sigmas, dtype=torch.float64, device=device)
-    now64 = gaussian_blur_matrices(length, sig, padding, truncate, torch.float64)
-    later64 = gaussian_blur_matrices(length, sig + grad_step, padding, truncate, torch.float64)
-    entry = (now64.to(dtype), later64.to(dtype), (later64 - now64).to(dtype))
-    size = sum(t.numel() * t.element_size() for t in entry)
-    if size <= NODE_MATRIX_CACHE_BYTES:
-        _node_matrix_cache[key] = entry
-        total = sum(t.numel() * t.element_size() for e in _node_matrix_cache.values() for t in e)
-        while total > NODE_MATRIX_CACHE_BYTES and len(_node_matrix_cache) > 1:
-            _, old = _node_matrix_cache.popitem(last=False)
-            total -= sum(t.numel() * t.element_size() for t in old)
-    return entry
+    """Blur matrices ``[n, L, L]`` of the nodes ``sigmas``, of ``sigma + h`` and their float64 differences, cast
+    to ``dtype``. Each node's matrices are built on their own (nodes of equal kernel radius together, which gives
+    the same values), so they do not depend on which other nodes share a chunk; they are kept per node in a small
+    LRU cache bounded by :data:`NODE_MATRIX_CACHE_BYTES`, since building costs an exp and a gather per row and
+    rows of different examples, chunks and calls share nodes. Only the requested nodes are built: memory is
+    bounded by the chunk, not by the number of nodes on the path."""
+    global _node_matrix_cache_bytes
+    keys = [(length, float(s), grad_step, padding, truncate, dtype, str(device)) for s in sigmas]
+    entries: dict[int, tuple[Tensor, Tensor, Tensor]] = {}
+    missing: dict[tuple[int, int], list[int]] = {}  # kernel radii at sigma and sigma + h -> positions to build
+    for i, key in enumerate(keys):
+        hit = _node_matrix_cache.get(key)
+        if hit is not None:
+            _node_matrix_cache.move_to_end(key)
+            entries[i] = hit
+        else:
+            radii = (int(truncate * float(sigmas[i]) + 0.5), int(truncate * (float(sigmas[i]) + grad_step) + 0.5))
+            missing.setdefault(radii, []).append(i)
+    for positions in missing.values():
+        sig = torch.tensor([sigmas[i] for i in positions], dtype=torch.float64, device=device)
+        now64 = gaussian_blur_matrices(length, sig, padding, truncate, torch.float64)
+        later64 = gaussian_blur_matrices(length, sig + grad_step, padding, truncate, torch.float64)
+        built = (now64.to(dtype), later64.to(dtype), (later64 - now64).to(dtype))
+        for k, i in enumerate(positions):
+            entry = (built[0][k].clone(), built[1][k].clone(), built[2][k].clone())
+            entries[i] = entry
+            size = sum(t.numel() * t.element_size() for t in entry)
+            if size <= NODE_MATRIX_CACHE_BYTES and keys[i] not in _node_matrix_cache:
+                _node_matrix_cache[keys[i]] = entry
+                _node_matrix_cache_bytes += size
+                while _node_matrix_cache_bytes > NODE_MATRIX_CACHE_BYTES and _node_matrix_cache:
+                    _, old = _node_matrix_cache.popitem(last=False)
+                    _node_matrix_cache_bytes -= sum(t.numel() * t.element_size() for t in old)
+    return tuple(torch.stack([entries[i][k] for i in range(len(keys))]) for k in range(3))  # type: ignore
 
 
 __all__ = ["PADDINGS", "BlurPath", "apply_along", "blur_rows", "blur_sigmas", "blur_with_derivative",
