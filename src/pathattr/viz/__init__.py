@@ -1,5 +1,10 @@
-"""Pictures of attributions (optional extra ``pathattr[viz]``: matplotlib)."""
+"""Pictures of attributions (optional extra ``pathattr[viz]``: matplotlib, imported lazily; no backend forced).
 
-from .heatmap import heatmap, overlay, plot_curves, plot_explanations
+Images: :mod:`pathattr.viz.heatmap`; tokens: :mod:`pathattr.viz.text`.
+"""
 
-__all__ = ["heatmap", "overlay", "plot_curves", "plot_explanations"]
+from .heatmap import caption, heatmap, overlay, plot_attribution, plot_curves, plot_explanations
+from .text import plot_tokens, tokens_html
+
+__all__ = ["caption", "heatmap", "overlay", "plot_attribution", "plot_curves", "plot_explanations", "plot_tokens",
+           "tokens_html"]
