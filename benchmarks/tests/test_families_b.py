@@ -351,14 +351,114 @@ def test_wm811k_columns_parsing():
 
 
 def test_wm811k_missing_file_and_missing_pandas(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATHATTR_CACHE", str(tmp_path / "cache"))
     with pytest.raises(FileNotFoundError, match="LSWMD.pkl"):
         wafer.read_wm811k(tmp_path)
     with pytest.raises(FileNotFoundError, match="LSWMD.pkl"):
         wafer.load_family(data_path=str(tmp_path))
-    (tmp_path / "LSWMD.pkl").write_bytes(b"\x80\x02}q\x00.")
+    (tmp_path / "LSWMD.pkl").write_bytes(b"\x80\x02}q\x00.")  # an empty dict: no pandas needed, no columns
+    with pytest.raises(InputValidationError, match="lacks the WM-811K column"):
+        wafer.read_wm811k(tmp_path)
+    # a DataFrame pickle (GLOBAL pandas.core.frame.DataFrame) without pandas installed
+    (tmp_path / "LSWMD.pkl").write_bytes(b"\x80\x02cpandas.core.frame\nDataFrame\nq\x00)\x81q\x01.")
     monkeypatch.setitem(sys.modules, "pandas", None)
     with pytest.raises(ImportError, match="needs pandas"):
         wafer.read_wm811k(tmp_path)
+
+
+class _Exploit:
+    """Unpickling runs ``os.system('touch <marker>')``: what a crafted LSWMD.pkl from a mirror could do."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+class _EvalExploit:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return eval, (f"open({str(self.marker)!r}, 'w').close()",)
+
+
+@pytest.mark.parametrize("payload", ["os.system", "builtins.eval", "nested", "pandas.eval"])
+def test_wm811k_malicious_pickle_runs_no_code_and_names_the_file(tmp_path, monkeypatch, payload):
+    monkeypatch.setenv("PATHATTR_CACHE", str(tmp_path / "cache"))
+    marker = tmp_path / "pwned"
+    pkl = tmp_path / "LSWMD.pkl"
+    if payload == "os.system":
+        obj = _Exploit(marker)
+    elif payload == "builtins.eval":
+        obj = _EvalExploit(marker)
+    elif payload == "nested":  # hidden inside an otherwise valid table
+        obj = {"waferMap": [np.zeros((3, 3), np.uint8), _Exploit(marker)], "failureType": ["none", "none"],
+               "trianTestLabel": ["Training", "Test"]}
+    else:  # a pandas function that evaluates expressions is not a data class either
+        obj = None
+    data = pickle.dumps(obj, protocol=2) if obj is not None else \
+        b"\x80\x02cpandas\neval\nq\x00X\x03\x00\x00\x001+1q\x01\x85q\x02Rq\x03."
+    pkl.write_bytes(data)
+    for call in (lambda: wafer.read_wm811k(pkl), lambda: wafer.read_wm811k(tmp_path),
+                 lambda: wafer.load_family(data_path=str(tmp_path), cache_dir=str(tmp_path / "cache")),
+                 lambda: wafer.convert_wm811k(pkl, tmp_path / "out.npz")):
+        with pytest.raises(wafer.UnsafePickleError) as err:
+            call()
+        assert str(pkl) in str(err.value) and err.value.argument == "data_path"
+        assert "refusing" in str(err.value)
+    assert not marker.exists()
+    assert not (tmp_path / "out.npz").exists()
+
+
+def _wm_table(n_per_class: int = 12, n_test: int = 2):
+    rng = np.random.default_rng(1)
+    maps, types_, splits = [], [], []
+    for i in range(9 * n_per_class):
+        c = i % 9
+        m, _ = wafer.generate_wafer_maps([c], grid=int(rng.integers(26, 40)), seed=i)
+        maps.append(m[0])
+        types_.append(np.array([[wafer.CLASSES[c]]]))
+        splits.append(np.array([["Test" if i >= 9 * (n_per_class - n_test) else "Training"]]))
+    maps.append(np.ones((30, 31), np.uint8))  # an unlabelled row
+    types_.append(np.array([], dtype=object))
+    splits.append(np.array([], dtype=object))
+    return maps, types_, splits
+
+
+def test_wm811k_plain_pickle_is_converted_once_to_a_safe_npz(tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    maps, types_, splits = _wm_table()
+    pkl = tmp_path / "LSWMD.pkl"
+    pkl.write_bytes(pickle.dumps({"waferMap": maps, "failureType": types_, "trianTestLabel": splits}, protocol=4))
+    direct = wafer.wm811k_from_columns(maps, types_, splits, grid=32)
+    first = wafer.read_wm811k(pkl, grid=32, cache_dir=str(cache))
+    npz = wafer.converted_path(pkl, str(cache))
+    assert npz.is_file()
+    with np.load(npz, allow_pickle=False) as z:  # no object arrays: loads without pickles
+        assert sorted(z.files) == sorted(wafer._NPZ_KEYS)
+    monkeypatch.setattr(wafer, "_read_pickle_table", lambda p: pytest.fail("the pickle was read again"))
+    second = wafer.read_wm811k(tmp_path, grid=32, cache_dir=str(cache))
+    explicit = wafer.convert_wm811k  # the converter is also public: an LSWMD.npz in the folder is read directly
+    monkeypatch.undo()
+    explicit(pkl, tmp_path / "LSWMD.npz")
+    pkl.unlink()
+    third = wafer.read_wm811k(tmp_path, grid=32)
+    for out in (first, second, third):
+        assert out.keys() == direct.keys()
+        for k in direct:
+            assert np.array_equal(out[k], direct[k]), k
+
+
+def test_wm811k_npz_with_object_arrays_is_refused(tmp_path):
+    np.savez(tmp_path / "LSWMD.npz", wafer_map_data=np.zeros(4, np.uint8), wafer_map_shapes=np.array([[2, 2]]),
+             failure_type=np.array([None], dtype=object), split=np.array(["Training"]))
+    with pytest.raises(InputValidationError) as err:
+        wafer.read_wm811k(tmp_path)
+    assert "LSWMD.npz" in str(err.value)
 
 
 def test_legacy_pandas_unpickler_remaps_moved_modules(monkeypatch):
@@ -382,17 +482,13 @@ def test_legacy_pandas_unpickler_remaps_moved_modules(monkeypatch):
 
 def test_wm811k_pickle_round_trip(tmp_path):
     pd = pytest.importorskip("pandas")
-    rng = np.random.default_rng(1)
-    maps, types_, splits = [], [], []
-    for i in range(9 * 12):
-        c = i % 9
-        m, _ = wafer.generate_wafer_maps([c], grid=int(rng.integers(26, 40)), seed=i)
-        maps.append(m[0])
-        types_.append(np.array([[wafer.CLASSES[c]]]))
-        splits.append(np.array([["Test" if i >= 9 * 10 else "Training"]]))
-    pd.DataFrame({"waferMap": maps, "failureType": types_, "trianTestLabel": splits}).to_pickle(tmp_path / "LSWMD.pkl")
-    out = wafer.read_wm811k(tmp_path / "LSWMD.pkl", grid=32)
-    assert out["train_maps"].shape == (90, 32, 32) and out["test_labels"].tolist() == list(range(9)) * 2
+    maps, types_, splits = _wm_table()
+    frame = pd.DataFrame({"waferMap": maps, "failureType": types_, "trianTestLabel": splits,
+                          "dieSize": np.arange(len(maps), dtype=np.float64), "lotName": ["lot1"] * len(maps)})
+    for protocol in (2, 4, 5):
+        frame.to_pickle(tmp_path / "LSWMD.pkl", protocol=protocol)
+        out = wafer.read_wm811k(tmp_path / "LSWMD.pkl", grid=32, cache_dir=str(tmp_path / f"cache{protocol}"))
+        assert out["train_maps"].shape == (90, 32, 32) and out["test_labels"].tolist() == list(range(9)) * 2
 
 
 # -------------------------------------------------------------------------------------------------- CelebA
@@ -440,6 +536,57 @@ def test_celeba_reader(tmp_path):
     assert d["train_images"].min() >= 0 and d["train_images"].max() <= 1
     male = faces.read_celeba(tmp_path, attribute="Male", image_size=8, max_train=4, max_test=2)
     assert len(male["train_labels"]) == 4 and len(male["test_labels"]) == 2
+
+
+@pytest.mark.parametrize("bad", ["../secret.jpg", "/etc/passwd", "sub/../../secret.jpg", "..\\secret.jpg",
+                                 "C:\\secret.jpg", "link.jpg"])
+def test_celeba_index_cannot_name_files_outside_the_folder(tmp_path, bad):
+    from PIL import Image
+
+    root = tmp_path / "celeba"
+    values = _write_celeba(root, 6)
+    secret = tmp_path / "secret.jpg"
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(secret)
+    if bad == "link.jpg":  # a symbolic link inside the folder that leads out of it
+        (root / faces.CELEBA_IMAGES / "link.jpg").symlink_to(secret)
+    attrs = root / faces.CELEBA_ATTRS
+    lines = attrs.read_text().splitlines()
+    lines[2] = bad + " " + " ".join(f"{v:2d}" for v in values[0])
+    attrs.write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputValidationError) as err:
+        faces.read_celeba(root, attribute="Smiling", image_size=8, max_train=None, max_test=None)
+    assert faces.CELEBA_ATTRS in str(err.value) and repr(bad) in str(err.value)
+
+
+def test_imagenet_label_list_cannot_name_files_outside_the_folder(tmp_path):
+    from PIL import Image
+
+    from pathattr_bench.imagenet import imagenet_wnids, load_image_folder
+
+    root = tmp_path / "val"
+    root.mkdir()
+    Image.fromarray(np.full((16, 16, 3), 90, np.uint8)).save(root / "a.png")
+    Image.fromarray(np.full((16, 16, 3), 200, np.uint8)).save(tmp_path / "outside.png")
+    labels = tmp_path / "labels.txt"
+    labels.write_text("a.png 1\n")
+    assert [lab for _, lab, _ in load_image_folder(root, labels, size=8)] == [1]
+    for bad in ("../outside.png", str(tmp_path / "outside.png"), "x/../../outside.png"):
+        labels.write_text(f"a.png 1\n{bad} 2\n")
+        with pytest.raises(InputValidationError) as err:
+            list(load_image_folder(root, labels, size=8))
+        assert str(labels) in str(err.value) and err.value.argument == "labels_file"
+    (root / "link.png").symlink_to(tmp_path / "outside.png")
+    labels.write_text("link.png 3\n")
+    with pytest.raises(InputValidationError):
+        list(load_image_folder(root, labels, size=8))
+    labels.write_text("a.png n99999999\n")
+    with pytest.raises(InputValidationError, match="unknown label"):
+        list(load_image_folder(root, labels, size=8))
+    wnid = imagenet_wnids()[5]  # class-folder layout: a linked image that leads out is refused too
+    (root / wnid).mkdir()
+    (root / wnid / "in.png").symlink_to(tmp_path / "outside.png")
+    with pytest.raises(InputValidationError):
+        list(load_image_folder(root, size=8))
 
 
 def test_celeba_reader_errors(tmp_path):

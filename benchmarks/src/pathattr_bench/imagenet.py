@@ -20,6 +20,8 @@ from torch import Tensor, nn
 
 from pathattr.errors import InputValidationError
 
+from .safe_paths import member_path
+
 IMAGE_SIZE = 224
 
 #: bundled photos: name -> (package, loader name)
@@ -151,7 +153,8 @@ def load_image_folder(
 
     Two layouts: class folders named by WordNet id (``val/n01440764/*.JPEG``; labels follow the standard
     1000-class order), or a flat folder of images with ``labels_file`` holding ``<file name> <label>`` lines
-    (label = class index or wnid). Never downloads; a missing path raises ``FileNotFoundError``.
+    (label = class index or wnid). Never downloads; a missing path raises ``FileNotFoundError``; a listed name
+    or a linked file that leads outside ``path`` raises ``InputValidationError``.
     """
     root = Path(path)
     if not root.is_dir():
@@ -166,11 +169,17 @@ def load_image_folder(
             parts = line.split()
             if len(parts) < 2:
                 continue
-            label = int(parts[1]) if parts[1].isdigit() else index[parts[1]]
-            entries.append((root / parts[0], label))
+            if parts[1].isdigit():
+                label = int(parts[1])
+            elif parts[1] in index:
+                label = index[parts[1]]
+            else:
+                raise InputValidationError(f"{lf}: unknown label {parts[1]!r} (a class index or an ImageNet wnid).",
+                                           "labels_file")
+            entries.append((member_path(root, parts[0], lf, "labels_file"), label))
     else:
         entries = [
-            (f, index[d.name])
+            (member_path(root, f"{d.name}/{f.name}", root, "data_path"), index[d.name])  # links must stay inside
             for d in sorted(p for p in root.iterdir() if p.is_dir() and p.name in index)
             for f in sorted(d.iterdir())
             if f.suffix.lower() in IMAGE_SUFFIXES

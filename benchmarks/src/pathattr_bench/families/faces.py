@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from pathattr.errors import InputValidationError
 
+from ..safe_paths import member_path
 from . import _seeded_training as st
 from ._fit import default_cache_dir
 from .base import Family
@@ -122,6 +123,7 @@ def parse_celeba_attributes(path: str | Path) -> tuple[list[str], list[str], np.
         vals = [int(v) for v in parts[1:]]
         if any(v not in (-1, 1) for v in vals):
             raise InputValidationError(f"{p}:{n}: attribute values must be -1 or 1.", "data_path")
+        member_path(p.parent / CELEBA_IMAGES, parts[0], f"{p}:{n}")  # refuse names that leave the folder
         files.append(parts[0])
         rows.append(vals)
     if len(files) != count:
@@ -189,7 +191,10 @@ def read_celeba(path: str | Path, attribute: str = CELEBA_ATTRIBUTE, image_size:
             idx = np.sort(rng.choice(idx, cap, replace=False))
         if len(idx) == 0:
             raise InputValidationError(f"CelebA {prefix} split of {root} is empty.", "data_path")
-        images = np.stack([_load_celeba_image(root / CELEBA_IMAGES / files[i], image_size) for i in idx])
+        images = np.stack([
+            _load_celeba_image(member_path(root / CELEBA_IMAGES, files[i], root / CELEBA_ATTRS), image_size)
+            for i in idx
+        ])
         out[f"{prefix}_images"] = images.transpose(0, 3, 1, 2).copy()
         out[f"{prefix}_labels"] = labels[idx]
     return out

@@ -10,8 +10,10 @@ hidden layer, scaled down here for CPU) is trained deterministically and cached;
 default settings ship with the package.
 
 User data: :func:`read_wm811k` reads the public WM-811K pickle ``LSWMD.pkl`` (a pandas DataFrame written by an
-old pandas under Python 2, with columns ``waferMap``, ``failureType``, ``trianTestLabel``); pandas is needed
-only for this and imported lazily.
+old pandas under Python 2, with columns ``waferMap``, ``failureType``, ``trianTestLabel``) through a restricted
+unpickler that admits only NumPy / pandas data classes (a crafted pickle cannot run code), converts it once to a
+pickle-free ``.npz`` (:func:`convert_wm811k`) and reads that on later runs; pandas is needed only for the
+conversion and imported lazily.
 
 IG2 (Zhuo & Ge, TPAMI 2024, arXiv 2406.10852; reference notebook ``example_wafer``): references are normal
 wafers (class ``none``, :attr:`Family.normal_class`), the representation is the hidden layer's output
@@ -21,6 +23,10 @@ bounds [0, 1], K = 1001 steps of η = 0.05 in the reference.
 
 from __future__ import annotations
 
+import _compat_pickle
+import contextlib
+import hashlib
+import io
 import pickle
 import time
 from pathlib import Path
@@ -201,32 +207,190 @@ class WaferCNN(nn.Module):
 
 
 # --------------------------------------------------------------------------------------------- WM-811K
+class UnsafePickleError(InputValidationError):
+    """A pickle asked for something other than the NumPy / pandas data classes a WM-811K table is made of."""
+
+
+#: what a WM-811K pickle may name (after the legacy module remapping): NumPy arrays and dtypes, a few builtins,
+#: and pandas' data classes. Anything else (``os.system``, ``builtins.eval``, ``pandas.eval``, ...) is refused
+#: before it is imported, so a crafted file cannot run code.
+_SAFE_GLOBALS: dict[str, frozenset[str]] = {
+    "numpy": frozenset({"ndarray", "dtype"}),
+    "numpy.core.multiarray": frozenset({"_reconstruct", "scalar"}),
+    "numpy._core.multiarray": frozenset({"_reconstruct", "scalar"}),
+    "numpy.core.numeric": frozenset({"_frombuffer"}),
+    "numpy._core.numeric": frozenset({"_frombuffer"}),
+    "builtins": frozenset({"slice", "object", "complex", "set", "frozenset", "bytearray", "bytes", "list", "dict",
+                           "tuple", "range", "str", "int", "float", "bool"}),
+    "copyreg": frozenset({"_reconstructor"}),
+    "_codecs": frozenset({"encode"}),
+}
+_PANDAS_NAMES = frozenset({
+    "DataFrame", "Series", "Index", "RangeIndex", "MultiIndex", "Int64Index", "UInt64Index", "Float64Index",
+    "NumericIndex", "CategoricalIndex", "Categorical", "CategoricalDtype", "StringDtype", "StringArray",
+    "NumpyExtensionArray", "PandasArray", "BlockManager", "SingleBlockManager", "Block", "ObjectBlock", "IntBlock",
+    "FloatBlock", "BoolBlock", "NumericBlock", "NumpyBlock", "ExtensionBlock", "CategoricalBlock", "BlockPlacement",
+    "_new_Index", "_unpickle_block", "new_block", "__pyx_unpickle_NDArrayBacked", "FrozenList",
+})
+
+
+def _safe_global(module: str, name: str) -> bool:
+    if name in _SAFE_GLOBALS.get(module, ()):
+        return True
+    return (module == "pandas" or module.startswith("pandas.")) and name in _PANDAS_NAMES
+
+
 class _LegacyPandasUnpickler(pickle.Unpickler):
-    """Unpickler for pickles written by pandas < 0.20 (module ``pandas.indexes`` moved to ``pandas.core``)."""
+    """Restricted unpickler for the WM-811K table: admits exactly the NumPy / pandas data classes of
+    :data:`_SAFE_GLOBALS` (and refuses everything else with :class:`UnsafePickleError` naming the file), and
+    remaps modules of pickles written by pandas < 0.20 (``pandas.indexes`` moved to ``pandas.core``)."""
 
     _MOVED = {"pandas.indexes": "pandas.core.indexes", "pandas.core.index": "pandas.core.indexes.base"}
+
+    def __init__(self, file: Any, *, source: str = "<pickle>", **kwargs: Any) -> None:
+        super().__init__(file, **kwargs)
+        self.source = source
 
     def find_class(self, module: str, name: str) -> Any:
         for old, new in self._MOVED.items():
             if module == old or module.startswith(old + "."):
                 module = new + module[len(old):]
                 break
+        module, name = _pandas_moved(module, name)
+        if (module, name) in _compat_pickle.NAME_MAPPING:  # Python 2 names, as the base class maps them
+            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+        elif module in _compat_pickle.IMPORT_MAPPING:
+            module = _compat_pickle.IMPORT_MAPPING[module]
+        if not _safe_global(module, name):
+            raise UnsafePickleError(
+                f"{self.source}: refusing to load `{module}.{name}` from the pickle: a WM-811K table holds only "
+                "NumPy arrays and pandas data classes, and loading anything else could run code from the file. "
+                "Use the original LSWMD.pkl, or a converted LSWMD.npz (pathattr_bench.families.wafer.convert_wm811k).",
+                "data_path",
+            )
+        if module.startswith("pandas"):
+            try:
+                import pandas  # noqa: F401
+            except ImportError as err:
+                raise ImportError(
+                    f"{self.source} is a pandas DataFrame: reading it needs pandas (pip install pandas) once, to "
+                    "convert it to LSWMD.npz (convert_wm811k); the synthetic wafer family (data_path=None) does not."
+                ) from err
         return super().find_class(module, name)
 
 
+def _pandas_moved(module: str, name: str) -> tuple[str, str]:
+    """pandas' own table of classes that moved between versions (old pickles), if pandas is installed."""
+    try:
+        from pandas.compat.pickle_compat import _class_locations_map
+    except Exception:  # pandas absent or the table renamed: only the explicit remapping above applies
+        return module, name
+    return _class_locations_map.get((module, name), (module, name))
+
+
 def _read_pickle_table(path: Path) -> Any:
+    """Load the WM-811K pickle with the restricted unpickler (no ``pd.read_pickle``: it would run any code the
+    file names). Pickles of old pandas that the plain protocol cannot rebuild go through pandas' compatibility
+    unpickler, restricted the same way."""
+    with open(path, "rb") as fh:
+        try:
+            return _LegacyPandasUnpickler(fh, source=str(path), encoding="latin1").load()
+        except (UnsafePickleError, ImportError):
+            raise
+        except (AttributeError, TypeError, ValueError, UnicodeDecodeError, pickle.UnpicklingError, EOFError) as err:
+            first = err
     try:
-        import pandas as pd
-    except ImportError as err:
-        raise ImportError(
-            "reading the WM-811K pickle LSWMD.pkl needs pandas (pip install pandas); the synthetic wafer family "
-            "(data_path=None) does not."
-        ) from err
+        from pandas.compat import pickle_compat
+    except ImportError:
+        raise InputValidationError(f"{path}: not a readable WM-811K pickle ({first}).", "data_path") from first
+
+    class _Compat(pickle_compat.Unpickler):  # type: ignore[name-defined, misc]
+        def find_class(self, module: str, name: str) -> Any:
+            _LegacyPandasUnpickler.find_class(guard, module, name)  # raises for anything unsafe
+            return super().find_class(module, name)
+
+    guard = _LegacyPandasUnpickler(io.BytesIO(b""), source=str(path))
+    with open(path, "rb") as fh:
+        try:
+            return _Compat(fh, encoding="latin1").load()
+        except (UnsafePickleError, ImportError):
+            raise
+        except Exception as err:
+            raise InputValidationError(f"{path}: not a readable WM-811K pickle ({err}).", "data_path") from err
+
+
+# ------------------------------------------------------------------------------------- safe .npz format
+_NPZ_KEYS = ("wafer_map_data", "wafer_map_shapes", "failure_type", "split")
+
+
+def _text_column(cells: Any) -> np.ndarray:
+    return np.asarray([_cell_text(c) or "" for c in cells], dtype=str)
+
+
+def convert_wm811k(source: str | Path, destination: str | Path) -> Path:
+    """Convert the WM-811K pickle ``LSWMD.pkl`` (read once with the restricted unpickler) to a safe ``.npz``
+    without pickles: the die maps concatenated (``wafer_map_data`` uint8, ``wafer_map_shapes [N, 2]``) and the
+    ``failureType`` / ``trianTestLabel`` cells as strings (empty = unlabelled). Later runs read it with
+    ``allow_pickle=False`` (:func:`read_wm811k` picks it up). Written atomically; returns ``destination``."""
+    src, dst = Path(source), Path(destination)
+    table = _read_pickle_table(src)
+    _check_columns(table, src)
+    maps = [np.asarray(m) for m in table["waferMap"]]
+    for i, m in enumerate(maps):
+        if m.ndim != 2 or m.size == 0 or not np.issubdtype(m.dtype, np.number):
+            raise InputValidationError(f"{src}: row {i}: a wafer map must be a non-empty 2-D numeric array.",
+                                       "data_path")
+        if m.min() < 0 or m.max() > 255:
+            raise InputValidationError(f"{src}: row {i}: die states must be small non-negative integers.",
+                                       "data_path")
+    data = np.concatenate([m.astype(np.uint8).ravel() for m in maps]) if maps else np.zeros(0, np.uint8)
+    shapes = np.asarray([m.shape for m in maps], dtype=np.int64).reshape(-1, 2)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(dst.name + ".tmp.npz")
+    np.savez(tmp, wafer_map_data=data, wafer_map_shapes=shapes, failure_type=_text_column(table["failureType"]),
+             split=_text_column(table["trianTestLabel"]))
+    tmp.replace(dst)
+    return dst
+
+
+def _read_npz(path: Path) -> dict[str, Any]:
+    """The columns of a converted WM-811K ``.npz`` (read with ``allow_pickle=False``)."""
     try:
-        return pd.read_pickle(path)
-    except (ImportError, AttributeError, TypeError, UnicodeDecodeError, pickle.UnpicklingError):
-        with open(path, "rb") as fh:  # old pandas / Python 2 pickle: remap moved modules, bytes as latin-1
-            return _LegacyPandasUnpickler(fh, encoding="latin1").load()
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in _NPZ_KEYS if k not in z.files]
+            if missing:
+                raise InputValidationError(f"{path} lacks the array(s) {missing} of a converted WM-811K file.",
+                                           "data_path")
+            data, shapes = z["wafer_map_data"], z["wafer_map_shapes"]
+            types_, splits = z["failure_type"], z["split"]
+    except ValueError as err:  # object arrays would need pickles: refused
+        raise InputValidationError(f"{path}: not a converted WM-811K .npz without pickles ({err}).",
+                                   "data_path") from err
+    if shapes.ndim != 2 or shapes.shape[1] != 2 or (shapes < 0).any() or int(shapes.prod(1).sum()) != data.size \
+            or not len(shapes) == len(types_) == len(splits):
+        raise InputValidationError(f"{path}: inconsistent WM-811K arrays (shapes, data and labels differ).",
+                                   "data_path")
+    ends = np.cumsum(shapes.prod(1))
+    maps = [data[e - h * w:e].reshape(h, w) for e, (h, w) in zip(ends, shapes)]
+    return {"waferMap": maps, "failureType": types_.tolist(), "trianTestLabel": splits.tolist()}
+
+
+def _check_columns(table: Any, path: Path) -> None:
+    try:
+        missing = [c for c in ("waferMap", "failureType", "trianTestLabel") if c not in table]
+    except TypeError:
+        missing = ["waferMap", "failureType", "trianTestLabel"]
+    if missing:
+        raise InputValidationError(f"{path} lacks the WM-811K column(s) {missing}.", "data_path")
+
+
+def converted_path(source: str | Path, cache_dir: str | None = None) -> Path:
+    """Where :func:`read_wm811k` keeps the ``.npz`` converted from ``source`` (keyed by its path, size and
+    modification time, in the cache folder)."""
+    p = Path(source).resolve()
+    st_ = p.stat()
+    key = hashlib.sha256(f"{p}|{st_.st_size}|{st_.st_mtime_ns}".encode()).hexdigest()[:16]
+    return default_cache_dir(cache_dir) / f"wm811k_{key}.npz"
 
 
 def _cell_text(value: Any) -> str | None:
@@ -296,23 +460,40 @@ def wm811k_from_columns(
 
 
 def read_wm811k(path: str | Path, grid: int = GRID, max_per_class: dict[str, int | None] | None = None,
-                seed: int = 0) -> dict[str, np.ndarray]:
-    """Read the WM-811K pickle ``LSWMD.pkl`` (``path`` = the file or its folder); see :func:`wm811k_from_columns`.
+                seed: int = 0, cache_dir: str | None = None) -> dict[str, np.ndarray]:
+    """Read WM-811K (``path`` = ``LSWMD.pkl``, a converted ``.npz``, or their folder); see
+    :func:`wm811k_from_columns`.
+
+    A ``.npz`` (or ``LSWMD.npz`` in the folder) is read with ``allow_pickle=False``. The pickle is read once with
+    a restricted unpickler that admits only NumPy / pandas data classes (a crafted file cannot run code) and
+    converted to a ``.npz`` in the cache folder (:func:`converted_path`); later runs read that.
 
     Raises:
         FileNotFoundError: naming ``LSWMD.pkl`` when it is absent (nothing is downloaded).
-        ImportError: if pandas is not installed.
+        UnsafePickleError: (an ``InputValidationError`` naming the file) if the pickle names anything else.
+        ImportError: if the pickle is a pandas DataFrame and pandas is not installed.
     """
     p = Path(path)
     if p.is_dir():
-        p = p / "LSWMD.pkl"
+        p = p / "LSWMD.npz" if (p / "LSWMD.npz").is_file() else p / "LSWMD.pkl"
     if not p.is_file():
         raise FileNotFoundError(f"WM-811K pickle not found: {p} (expected the public LSWMD.pkl; pass its path or "
                                 "folder as data_path).")
-    table = _read_pickle_table(p)
-    missing = [c for c in ("waferMap", "failureType", "trianTestLabel") if c not in table]
-    if missing:
-        raise InputValidationError(f"{p} lacks the WM-811K column(s) {missing}.", "data_path")
+    if p.suffix == ".npz":
+        table = _read_npz(p)
+    else:
+        npz = None
+        with contextlib.suppress(OSError):
+            npz = converted_path(p, cache_dir)
+        if npz is not None and npz.is_file():
+            table = _read_npz(npz)
+        else:
+            table = _read_pickle_table(p)
+            _check_columns(table, p)
+            if npz is not None:
+                with contextlib.suppress(OSError):  # a read-only cache only costs the conversion next time
+                    convert_wm811k(p, npz)
+    _check_columns(table, p)
     return wm811k_from_columns(table["waferMap"], table["failureType"], table["trianTestLabel"], grid,
                                max_per_class, seed)
 
@@ -354,7 +535,7 @@ def load_family(quick: bool = True, seed: int = 0, data_path: str | None = None,
                   f"{TEST_PER_CLASS} held-out maps per class)")
     else:
         caps = {"Training": 300, "Test": 60} if quick else {"Training": 2000, "Test": 500}
-        data = read_wm811k(data_path, grid, caps, seed)
+        data = read_wm811k(data_path, grid, caps, seed, cache_dir)
         if len(data["train_maps"]) == 0 or len(data["test_maps"]) == 0:
             raise InputValidationError(f"{data_path}: no labelled Training/Test wafer maps found.", "data_path")
         source = f"WM-811K {data_path} (labelled rows; per-class caps {caps})"
