@@ -132,6 +132,8 @@ def test_sigkill_mid_run_then_resume(reference_table, tmp_path):
     assert stats.computed == total - after_kill
     with Store(db) as s:
         assert s.table(exclude_metrics=COST) == table
+        # the killed run is marked interrupted by the next one (it used to stay "running" forever)
+        assert [r[0] for r in s.query("SELECT status FROM runs ORDER BY run_id")] == ["interrupted", "finished"]
 
 
 # ------------------------------------------------------------------------------------------------ store

@@ -5,13 +5,16 @@
     pathattr-bench run --family mnist --methods ig,eg,guided_ig,blur_ig,ig2 --metrics insertion,deletion --quick
     pathattr-bench run --suite paper --quick --db out/bench.sqlite
     pathattr-bench run --suite paper --profile paper --limit 10 --threads 1 --db docs/results/paper/bench.sqlite
+    pathattr-bench run --suite paper --executor ray --address auto --num-workers 16 --db out/bench.sqlite
     pathattr-bench report --db out/bench.sqlite --out docs/results
     pathattr-bench list
     pathattr-bench speed [speed benchmark arguments]
     pathattr-bench explain --family mnist --method ig2 --example 0 --out out/explain_mnist.png
 
 ``run`` is resumable: run the same command again after an interruption and only the missing
-(example, method) results are computed. Exit status 2 on a usage error or a model below its stated accuracy.
+(example, method) results are computed. ``--executor ray`` spreads the work over Ray actors (``docs/scale.md``).
+Exit status 2 on a usage error, a model below its stated accuracy or an unusable ``--db`` (damaged, not a
+database, read-only for ``run``); 1 when some work units failed (recorded in the store; the next run retries them).
 """
 
 from __future__ import annotations
@@ -74,6 +77,11 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--option", action="append", help="extra load_family keyword, key=value (repeatable)")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
     r.add_argument("--report", metavar="DIR", help="write the report into DIR when done")
+    r.add_argument("--executor", choices=["local", "ray"], default="local",
+                   help="local (this process, default) or ray (Ray actors; this process stays the only writer)")
+    r.add_argument("--address", help="Ray cluster address for --executor ray (auto, ray://HOST:10001; default: "
+                                     "RAY_ADDRESS or a new local cluster)")
+    r.add_argument("--num-workers", type=int, help="Ray workers (default: the cluster's CPUs / --threads)")
     r.add_argument("--fail-after", type=int, help=argparse.SUPPRESS)
 
     rep = bsub.add_parser("report", help="markdown tables and figures from the store")
@@ -98,6 +106,7 @@ def _parser() -> argparse.ArgumentParser:
 def _bench_run(args: argparse.Namespace, argv: list[str]) -> int:
     from .families.base import AccuracyError
     from .runner import PAPER_SUITE, run
+    from .store import StoreError
 
     if args.suite == "paper":
         families = list(PAPER_SUITE)
@@ -107,6 +116,9 @@ def _bench_run(args: argparse.Namespace, argv: list[str]) -> int:
         skip_failed = False
     else:
         print("pathattr-bench run: give --family or --suite paper", file=sys.stderr)
+        return 2
+    if (args.address or args.num_workers) and args.executor != "ray":
+        print("pathattr-bench run: --address and --num-workers need --executor ray", file=sys.stderr)
         return 2
     if args.threads:
         import torch
@@ -119,8 +131,10 @@ def _bench_run(args: argparse.Namespace, argv: list[str]) -> int:
             data_path=args.data_path, cache_dir=args.cache_dir, batch_size=args.batch_size, limit=args.limit,
             options=_options(args.option), progress=not args.no_progress, fail_after=args.fail_after,
             skip_failed_families=skip_failed, command="pathattr-bench " + shlex.join(argv),
+            executor=args.executor, address=args.address, num_workers=args.num_workers,
+            executor_options={"threads_per_worker": args.threads} if args.executor == "ray" and args.threads else None,
         )
-    except AccuracyError as err:
+    except (AccuracyError, StoreError) as err:
         print(f"pathattr-bench run: {err}", file=sys.stderr)
         return 2
     except KeyError as err:
@@ -130,12 +144,23 @@ def _bench_run(args: argparse.Namespace, argv: list[str]) -> int:
           f"wrote {stats.rows} rows to {args.db}")
     for name, seconds in stats.seconds.items():
         print(f"  {name}: {seconds:.1f} s (accuracy {stats.accuracy[name]:.4f})")
+    if stats.wall_seconds > 0 and stats.rows:
+        print(f"  {stats.rows / stats.wall_seconds:.1f} rows/s over {stats.wall_seconds:.1f} s ({stats.executor}, "
+              f"{stats.tasks} work units)")
+    if stats.elsewhere:
+        print(f"  {stats.elsewhere} examples left to another run working on the same store")
     for line in stats.unavailable + stats.failed:
         print(f"  skipped: {line}")
+    for line in stats.task_failures:
+        print(f"  failed: {line}", file=sys.stderr)
     if args.report:
         from .report import write_report
 
         print(f"report: {write_report(args.db, args.report)}")
+    if stats.task_failures:
+        print(f"pathattr-bench run: {len(stats.task_failures)} work units failed (errors in the store's failures "
+              "table); run the same command again to retry them", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -206,8 +231,13 @@ def main(argv: list[str] | None = None) -> int:
         return _bench_run(args, argv)
     if args.command == "report":
         from .report import write_report
+        from .store import StoreError
 
-        print(write_report(args.db, args.out, figures=not args.no_figures, notes=args.note))
+        try:
+            print(write_report(args.db, args.out, figures=not args.no_figures, notes=args.note))
+        except StoreError as err:
+            print(f"pathattr-bench report: {err}", file=sys.stderr)
+            return 2
         return 0
     if args.command == "list":
         return _bench_list()

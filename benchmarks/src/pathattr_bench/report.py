@@ -153,7 +153,7 @@ def write_report(db: str, out_dir: str = "docs/results", figures: bool = True, n
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    store = Store(db)
+    store = Store(db, readonly=True)
     try:
         lines = _header(store)
         if notes:

@@ -16,6 +16,14 @@ starts a new series instead of mixing numbers.
 Profiles (:data:`PROFILES`): ``quick`` (CI-sized), ``full`` (each family's full settings and explicands) and
 ``paper`` (issue 13: the full settings, :data:`PAPER_EXPLICANDS` explicands per family chosen class by class in
 turn, so that every ``--limit`` piece is balanced, and the method list :data:`PAPER_PROFILE_METHODS`).
+
+Executors: the work of a family is a list of **units**, one chunk of examples of one method (:func:`plan_series`,
+:func:`work_units`), each computed by :func:`compute_chunk` into result and artifact rows. The ``local``
+executor (default) computes them in this process; ``executor="ray"`` (:mod:`pathattr_bench.ray_executor`,
+imported only then) sends them to Ray actors that each load the family once, while this process stays the only
+writer to the store. Both claim a unit's examples in the store before computing them (two concurrent runs never
+compute the same example twice) and record a unit that raises in the ``failures`` table instead of stopping
+(``on_error="raise"`` stops instead); the failed examples stay missing, so the next run retries them.
 """
 
 from __future__ import annotations
@@ -30,28 +38,27 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .families._fit import predict
 from .families.base import Family
-from .methods_registry import (
-    METHODS,
-    PAPER_METHODS,
-    MethodSpec,
-    MethodUnavailable,
-    _mix,
-    applicable,
-    get_method,
-    reference_settings,
-    select_references,
+from .methods_registry import METHODS, PAPER_METHODS
+from .metrics_registry import resolve_groups
+from .store import Store
+from .units import (  # noqa: F401 - re-exported: the runner's public names before the split into units
+    DEFAULT_BATCH,
+    FIGURE_EXAMPLES,
+    ChunkComputer,
+    InjectedFailure,
+    LoadSettings,
+    Series,
+    compute_chunk,
+    family_batch_size,
+    plan_series,
+    series_key,
+    work_units,
 )
-from .metrics_registry import COST_METRICS, GROUPS, MetricContext, resolve_groups
-from .store import Store, hp_hash, to_blob
 
 FAMILIES = ("synthetic", "mnist", "imagenet", "text", "wafer", "faces")
 #: families of the paper suite, in order
 PAPER_SUITE = FAMILIES
-#: chunk sizes (explicands per attribution call) per family
-DEFAULT_BATCH = {"synthetic": 32, "mnist": 8, "imagenet": 1, "text": 8, "wafer": 8, "faces": 8}
-FIGURE_EXAMPLES = 2
 PROFILES = ("quick", "full", "paper")
 #: explicands per family in the paper profile (fewer where the family's full profile has fewer)
 PAPER_EXPLICANDS = 50
@@ -66,10 +73,6 @@ def profile_methods(profile: str) -> list[str]:
     if profile == "paper":
         return [m for m in PAPER_PROFILE_METHODS if m in METHODS]
     return list(PAPER_METHODS)
-
-
-class InjectedFailure(RuntimeError):
-    """Raised by the runner after ``fail_after`` computed examples (to test resuming)."""
 
 
 @dataclass
@@ -95,6 +98,16 @@ class RunStats:
     accuracy: dict[str, float] = field(default_factory=dict)
     unavailable: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    #: ``family/method examples [..]: error`` for work units that raised (recorded in the store's ``failures``)
+    task_failures: list[str] = field(default_factory=list)
+    #: examples skipped because another live run had claimed (or meanwhile stored) them
+    elsewhere: int = 0
+    #: executor used, work units computed, seconds spent inside :func:`compute_chunk` (summed over workers)
+    executor: str = "local"
+    tasks: int = 0
+    compute_seconds: float = 0.0
+    #: wall seconds of the whole run
+    wall_seconds: float = 0.0
 
 
 def load_family(name: str, quick: bool = True, seed: int = 0, data_path: str | None = None,
@@ -122,26 +135,6 @@ def _progress(iterable: Iterable, total: int, desc: str, enabled: bool) -> Itera
     return tqdm(iterable, total=total, desc=desc, leave=False, file=sys.stderr)
 
 
-def _as_tensor(attributions: Any) -> Tensor:
-    if isinstance(attributions, tuple):
-        if len(attributions) != 1:
-            raise ValueError("the benchmark families have a single input tensor")
-        attributions = attributions[0]
-    return attributions.detach()
-
-
-def series_key(spec: MethodSpec, family: Family, quick: bool,
-               profile: str | None = None) -> tuple[str, dict[str, Any]]:
-    """``(hp_hash, hyperparameters)`` of a method on a family: its settings, the profile and every metric
-    group's settings."""
-    hyper = {
-        "method": spec.defaults(family, quick),
-        "profile": profile or ("quick" if quick else "full"),
-        "metrics": {k: g.settings(family, quick) for k, g in GROUPS.items()},
-    }
-    return hp_hash(spec.name, hyper), hyper
-
-
 def run_family(
     store: Store,
     family: Family,
@@ -156,38 +149,45 @@ def run_family(
     fail_after: int | None = None,
     log: Callable[[str], None] = print,
     profile: str | None = None,
+    on_error: str = "record",
 ) -> None:
-    """Evaluate ``methods`` with ``metrics`` on a loaded ``family``, writing to ``store`` chunk by chunk."""
-    groups = resolve_groups(metrics)
+    """Evaluate ``methods`` with ``metrics`` on a loaded ``family`` in this process, claiming and writing to
+    ``store`` chunk by chunk; a chunk that raises is recorded as failed (``on_error="record"``) or re-raised."""
     n = int(family.inputs.shape[0])
-    bs = batch_size or (getattr(family, "budget", None) or {}).get("batch_size") or DEFAULT_BATCH.get(family.name, 8)
-    targets = predict(family.model, family.inputs, batch_size=64)
-    pool_classes = predict(family.model, family.reference_pool, batch_size=64)
-    ref_cache: dict[tuple, Tensor] = {}
+    bs = family_batch_size(family, batch_size)
     profile = profile or ("quick" if quick else "full")
-    for name in methods:
-        try:
-            spec = get_method(name)
-        except MethodUnavailable as err:
-            stats.unavailable.append(f"{family.name}/{name}: {err}")
-            log(f"  {name}: not available ({err})")
-            continue
-        if not applicable(spec, family):
-            log(f"  {name}: not applicable to {family.name}")
-            continue
-        key, hyper = series_key(spec, family, quick, profile)
-        store.record_hyperparameters(key, spec.name, profile, hyper)
-        applying = {g: names for g, names in groups.items() if GROUPS[g].applies(family, spec)}
-        needed = {m for names in applying.values() for m in names} | set(COST_METRICS)
-        done = store.done_examples(family.name, family.model_name, spec.name, key, seed, needed)
+    computer = ChunkComputer(family, quick, seed, bs)
+    plan, notes = plan_series(family, methods, metrics, quick, profile)
+    for kind, message in notes:
+        (stats.unavailable.append if kind == "unavailable" else log)(message)
+    for series in plan:
+        name = series.method
+        store.record_hyperparameters(series.key, name, profile, series.hyper)
+        ident = (family.name, family.model_name, name, series.key, seed)
+        done = store.done_examples(*ident, series.needed)
         pending = [i for i in range(n) if i not in done]
         stats.skipped += n - len(pending)
-        chunks = [[i for i in range(lo, min(lo + bs, n)) if i not in done] for lo in range(0, n, bs)]
-        chunks = [c for c in chunks if c]
+        chunks = work_units(n, bs, done)
         start = time.perf_counter()
         for chunk in _progress(chunks, len(chunks), f"{family.name}/{name}", progress):
-            _run_chunk(store, family, spec, key, chunk, targets, pool_classes, ref_cache, applying, quick, seed,
-                       run_id, stats, bs)
+            mine = store.claim(ident, chunk, series.needed, run_id)
+            stats.elsewhere += len(chunk) - len(mine)
+            if not mine:
+                continue
+            t0 = time.perf_counter()
+            try:
+                rows, arts = computer.compute(series, mine, run_id)
+            except Exception as err:
+                store.record_failure(run_id, ident, mine, err)
+                stats.task_failures.append(f"{family.name}/{name} examples {mine}: {type(err).__name__}: {err}")
+                log(f"  {name}: examples {mine} failed: {type(err).__name__}: {err}")
+                if on_error == "raise":
+                    raise
+                continue
+            stats.compute_seconds += time.perf_counter() - t0
+            stats.tasks += 1
+            stats.rows += store.write_chunk(rows, arts, release=(ident, mine, run_id))
+            stats.computed += len(mine)
             if fail_after is not None and stats.computed >= fail_after:
                 raise InjectedFailure(f"injected failure after {stats.computed} computed examples")
         if pending:
@@ -197,69 +197,21 @@ def run_family(
             log(f"  {name}: all {n} examples already stored")
 
 
-def _references(family: Family, spec: MethodSpec, chunk: list[int], targets: Tensor, pool_classes: Tensor,
-                cache: dict[tuple, Tensor], seed: int) -> Tensor:
-    settings = reference_settings(family)
-    key = tuple(sorted(settings.items()))
-    refs = []
-    for i in chunk:
-        ck = (key, i)
-        if ck not in cache:
-            cache[ck] = select_references(family, i, family.inputs[i], int(targets[i]), pool_classes, settings, seed)
-        refs.append(cache[ck])
-    return torch.stack(refs)
+def prepare_family(name: str, settings: LoadSettings) -> Family:
+    """Load a family (raising :class:`~pathattr_bench.families.base.AccuracyError` below its bar) and cut it to
+    the profile's explicands and ``limit``."""
+    family = load_family(name, quick=settings.quick, seed=settings.seed, data_path=settings.data_path,
+                         cache_dir=settings.cache_dir, **dict(settings.options))
+    return _cut(family, settings)
 
 
-def _run_chunk(store: Store, family: Family, spec: MethodSpec, key: str, chunk: list[int], targets: Tensor,
-               pool_classes: Tensor, ref_cache: dict, groups: dict[str, tuple[str, ...]], quick: bool, seed: int,
-               run_id: int, stats: RunStats, bs: int) -> None:
-    idx = torch.tensor(chunk)
-    x = family.inputs[idx]
-    target = targets[idx]
-    refs = _references(family, spec, chunk, targets, pool_classes, ref_cache, seed) if spec.needs_references else None
-    gen = torch.Generator().manual_seed(_mix(seed, sum(map(ord, spec.name)), chunk[0] // bs))
-    hp = spec.defaults(family, quick)
-    t0 = time.perf_counter()
-    expl = spec.run(family, x, target, refs, hp, gen)
-    seconds = time.perf_counter() - t0
-    attr = _as_tensor(expl.attributions)
-    if not bool(torch.isfinite(attr).all()):
-        raise FloatingPointError(f"{family.name}/{spec.name}: non-finite attributions for examples {chunk}")
-    b = len(chunk)
-    cost = expl.cost
-    values: dict[str, Tensor] = {
-        "cost_seconds": torch.full((b,), seconds / b, dtype=torch.float64),
-        "cost_passes": torch.full((b,), (cost.forward_rows + cost.backward_rows) / b, dtype=torch.float64),
-    }
-    curves: dict[str, Tensor] = {}
-    mgen = torch.Generator().manual_seed(_mix(seed, 104729, chunk[0] // bs))
-    ctx = MetricContext(family, spec, x, attr, target, expl, idx, mgen, quick)
-    for gkey, wanted in groups.items():
-        vals, crv = GROUPS[gkey].compute(ctx)
-        values.update({k: v for k, v in vals.items() if k in wanted})
-        curves.update({k: v for k, v in crv.items() if k in wanted})
-    rows = []
-    for name, v in values.items():
-        v = v.detach().to(torch.float64).cpu()
-        if v.shape != (b,):
-            raise ValueError(f"metric {name} returned shape {tuple(v.shape)}, expected ({b},)")
-        if not bool(torch.isfinite(v).all()) and name not in ("completeness_rel",):
-            raise FloatingPointError(f"{family.name}/{spec.name}: metric {name} is not finite for {chunk}: {v}")
-        rows += [(family.name, family.model_name, spec.name, key, i, name, seed, float(v[j]), run_id)
-                 for j, i in enumerate(chunk)]
-    arts = []
-    for j, i in enumerate(chunk):
-        for name, c in curves.items():
-            arts.append((family.name, family.model_name, spec.name, key, i, seed, f"curve:{name}", to_blob(c[j])))
-        if i < FIGURE_EXAMPLES:
-            # figures only need |A| summed over channels; stored in float16 to keep the store small
-            a = attr[j].abs().sum(0, keepdim=True) if family.spatial else attr[j]
-            arts.append((family.name, family.model_name, spec.name, key, i, seed, "attribution",
-                         to_blob(a.to(torch.float16 if family.spatial else torch.float32))))
-            arts.append((family.name, family.model_name, "", "", i, seed, "input", to_blob(x[j].to(torch.float16))))
-            arts.append((family.name, family.model_name, "", "", i, seed, "target", to_blob(target[j : j + 1])))
-    stats.rows += store.write_chunk(rows, arts)
-    stats.computed += b
+def _cut(family: Family, settings: LoadSettings) -> Family:
+    family.check_accuracy()
+    if settings.profile == "paper":
+        family = _select(family, paper_order(family.labels, PAPER_EXPLICANDS))
+    if settings.limit is not None:
+        family = _limited(family, settings.limit)
+    return family
 
 
 def run(
@@ -281,6 +233,11 @@ def run(
     command: str = "",
     log: Callable[[str], None] = print,
     profile: str | None = None,
+    executor: str = "local",
+    address: str | None = None,
+    num_workers: int | None = None,
+    on_error: str = "record",
+    executor_options: dict[str, Any] | None = None,
 ) -> RunStats:
     """Run the benchmark and store everything in ``db``.
 
@@ -300,6 +257,18 @@ def run(
             instead of raising.
         command: the command line, for the run record.
         profile: ``quick``, ``full`` or ``paper`` (see the module docstring); overrides ``quick``.
+        executor: ``"local"`` (this process) or ``"ray"`` (Ray actors, one per worker, each loading the family
+            once; this process stays the only writer; see :mod:`pathattr_bench.ray_executor`).
+        address: Ray cluster address (``"auto"``, ``"ray://host:10001"``; default: ``RAY_ADDRESS`` or a new
+            local cluster); only with ``executor="ray"``.
+        num_workers: Ray workers (default: the cluster's CPUs / threads per worker).
+        on_error: ``"record"`` (a work unit that raises is stored in ``failures`` and the run goes on) or
+            ``"raise"``.
+        executor_options: further keywords of :func:`pathattr_bench.ray_executor.run_ray` (``threads_per_worker``,
+            ``max_worker_restarts``, ...).
+
+    Raises:
+        pathattr_bench.store.StoreError: ``db`` is not a usable results store (damaged, read-only, ...).
     """
     if profile is not None and profile not in PROFILES:
         raise KeyError(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
@@ -314,12 +283,26 @@ def run(
     if unknown:
         raise KeyError(f"unknown methods {unknown}; choose from {', '.join(METHODS)}")
     resolve_groups(metrics)
-    stats = RunStats()
+    if executor not in ("local", "ray"):
+        raise KeyError(f"unknown executor {executor!r}; choose from local, ray")
+    if on_error not in ("record", "raise"):
+        raise KeyError(f"unknown on_error {on_error!r}; choose from record, raise")
+    stats = RunStats(executor=executor)
     store = Store(db)
-    run_id = store.start_run(command or f"run {families}", families)
+    run_id = store.start_run(command or f"run {families}", families, executor)
     started = time.perf_counter()
     status = "failed"
+    settings = LoadSettings(profile, seed, data_path, cache_dir, tuple(sorted((options or {}).items())), limit)
     try:
+        if executor == "ray":
+            from .ray_executor import run_ray
+
+            run_ray(store, run_id, stats, families, methods, metrics, settings, prepare=prepare_family,
+                    batch_size=batch_size,
+                    address=address, num_workers=num_workers, progress=progress, fail_after=fail_after,
+                    skip_failed_families=skip_failed_families, on_error=on_error, log=log,
+                    **(executor_options or {}))
+            families = []
         for name in families:
             t0 = time.perf_counter()
             c0 = time.process_time()
@@ -333,11 +316,7 @@ def run(
                 stats.failed.append(f"{name}: {type(err).__name__}: {err}")
                 log(f"[{name}] could not be loaded: {type(err).__name__}: {err}")
                 continue
-            family.check_accuracy()
-            if profile == "paper":
-                family = _select(family, paper_order(family.labels, PAPER_EXPLICANDS))
-            if limit is not None:
-                family = _limited(family, limit)
+            family = _cut(family, settings)
             load_s = time.perf_counter() - t0
             stats.load_seconds[name] = load_s
             stats.accuracy[name] = family.accuracy
@@ -348,7 +327,7 @@ def run(
             before = (stats.computed, stats.skipped)
             try:
                 run_family(store, family, methods, metrics, quick, seed, run_id, stats, batch_size, progress,
-                           fail_after, log, profile)
+                           fail_after, log, profile, on_error)
             finally:
                 stats.seconds[name] = time.perf_counter() - t0
                 store.record_family_run(run_id, family.name, family.model_name, profile,
@@ -356,11 +335,13 @@ def run(
                                         stats.skipped - before[1], time.process_time() - c0)
             log(f"[{name}] done in {stats.seconds[name]:.1f} s")
         status = "finished"
-    except InjectedFailure:
+    except (InjectedFailure, KeyboardInterrupt):
         status = "interrupted"
         raise
     finally:
-        store.finish_run(run_id, status, stats.computed, stats.skipped, stats.rows, time.perf_counter() - started)
+        stats.wall_seconds = time.perf_counter() - started
+        store.finish_run(run_id, status, stats.computed, stats.skipped, stats.rows, stats.wall_seconds,
+                         len(stats.task_failures))
         store.close()
     return stats
 
