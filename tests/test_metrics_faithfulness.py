@@ -142,7 +142,7 @@ def test_batch_equals_per_example_and_chunking_is_invariant(cnn):
             torch.testing.assert_close(one.curve[0], full.curve[i], rtol=0, atol=1e-12)
             assert int(one.target[0]) == int(full.target[i])
         for bs in (1, 7, 85):
-            chunked = fn(cnn, x, attr, n_steps=16, batch_size=bs)
+            chunked = fn(cnn, x, attr, n_steps=16, internal_batch_size=bs)
             torch.testing.assert_close(chunked.curve, full.curve, rtol=0, atol=1e-12)
             assert chunked.hyperparameters["rows_per_forward"] == bs
     # the mean curve's AUC is the mean of the AUCs (RISE reports the former)
@@ -153,19 +153,19 @@ def test_batch_equals_per_example_and_chunking_is_invariant(cnn):
 
 def test_memory_bound_16_images_224_100_steps():
     """16 RGB images of 224x224, 100 steps = 1616 perturbed images; no forward call may see more than
-    `batch_size` rows (the perturbed images are built chunk by chunk)."""
+    `internal_batch_size` rows (the perturbed images are built chunk by chunk)."""
     torch.manual_seed(0)
     tiny = nn.Sequential(nn.AvgPool2d(16), nn.Flatten(), nn.Linear(3 * 14 * 14, 5))
     counter = RowCounter(tiny)
     g = torch.Generator().manual_seed(1)
     x = torch.rand(16, 3, 224, 224, generator=g)
     attr = torch.rand(16, 224, 224, generator=g)
-    res = pm.deletion(counter, x, attr, n_steps=100, batch_size=64)
+    res = pm.deletion(counter, x, attr, n_steps=100, internal_batch_size=64)
     assert max(counter.rows) <= 64
     assert sum(counter.rows) == 16 + 16 * 101  # target resolution + every curve point exactly once
     assert res.curve.shape == (16, 101)
     counter.rows.clear()
-    small = pm.deletion(counter, x[:2], attr[:2], n_steps=100, batch_size=20)
+    small = pm.deletion(counter, x[:2], attr[:2], n_steps=100, internal_batch_size=20)
     assert max(counter.rows) <= 20
     torch.testing.assert_close(small.curve, res.curve[:2], rtol=0, atol=1e-6)
 
@@ -265,8 +265,8 @@ def test_errors_name_the_argument(linear_case, cnn):
         pm.deletion(model, x, w[:5].expand(3, 5), n_steps=2)
     assert e.value.argument == "attributions"
     with pytest.raises(InputValidationError) as e:
-        pm.deletion(model, x, w * x, batch_size=0)
-    assert e.value.argument == "batch_size"
+        pm.deletion(model, x, w * x, internal_batch_size=0)
+    assert e.value.argument == "internal_batch_size"
     with pytest.raises(InputValidationError) as e:
         pm.deletion(model, x, w * x, substrate="black")
     assert e.value.argument == "substrate"

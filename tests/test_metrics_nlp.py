@@ -111,7 +111,7 @@ def test_token_ids_special_tokens_multiple_k_and_chunking():
     expected = (p_full - p_cls).detach().gather(1, res.target.view(-1, 1)).squeeze(1)
     torch.testing.assert_close(res.per_k[:, 2], expected, rtol=0, atol=1e-12)
     chunked = pm.comprehensiveness(model, ids, attr, attention_mask=mask, special_tokens_mask=special,
-                                   topk=[0.0, 0.3, 1.0], batch_size=3)
+                                   topk=[0.0, 0.3, 1.0], internal_batch_size=3)
     torch.testing.assert_close(chunked.per_k, res.per_k, rtol=0, atol=1e-12)
     suff0 = pm.sufficiency(model, ids, attr, attention_mask=mask, special_tokens_mask=special, topk=0.0)
     assert suff0.scores.abs().max() == 0  # DIG: K = 0 gives 0

@@ -93,7 +93,7 @@ def case():
 def test_pic_matches_pair(case, kind):
     model, imgs, good, rand, masks = case
     for saliency in (good, rand) if kind == "sic" else (good,):
-        ours = getattr(pm, kind)(model, imgs, saliency, target=0, random_mask=masks, batch_size=16)
+        ours = getattr(pm, kind)(model, imgs, saliency, target=0, random_mask=masks, internal_batch_size=16)
         ref, agg = pair_results(model, imgs, saliency, masks, kind)
         assert [r is None for r in ref] == [s is not None for s in ours.skipped]
         assert ours.skipped[3] == SKIP_LOW_PREDICTION and ours.n_skipped == 1

@@ -51,7 +51,7 @@ def test_max_sensitivity_linear_explanations():
     assert res.scores.tolist() == pytest.approx([0.3 * math.sqrt(1000 / 3)] * 3, rel=0.05)
     torch.testing.assert_close(res.relative, res.scores / (3 * x).norm(dim=1))
     # seeded: same generator, same numbers; chunking does not change them
-    again = pm.max_sensitivity(scaled, x, radius=0.1, n_samples=5, generator=1, batch_size=4)
+    again = pm.max_sensitivity(scaled, x, radius=0.1, n_samples=5, generator=1, internal_batch_size=4)
     torch.testing.assert_close(again.per_sample, res.per_sample, rtol=0, atol=1e-12)
 
 
@@ -127,7 +127,8 @@ def test_infidelity_square_removal_is_seeded(cnn):
     x = torch.rand(3, 2, 8, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     attr = torch.rand(3, 2, 8, 8, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     a = pm.infidelity(cnn, x, attr, perturbation="square", square_size=3, n_samples=5, generator=4)
-    b = pm.infidelity(cnn, x, attr, perturbation="square", square_size=3, n_samples=5, generator=4, batch_size=2)
+    b = pm.infidelity(cnn, x, attr, perturbation="square", square_size=3, n_samples=5, generator=4,
+                      internal_batch_size=2)
     torch.testing.assert_close(a.scores, b.scores, rtol=1e-12, atol=1e-14)
     # each draw removes exactly one 3x3 square (all channels): I^T 1 = sum of x over the square
     ones = pm.infidelity(cnn, x, torch.ones_like(x), perturbation="square", square_size=3, n_samples=5, generator=4)

@@ -1,4 +1,11 @@
-"""Baselines (references) for path methods.
+"""Baselines: what a path starts from, and what a perturbation metric puts in place of removed features.
+
+One concept serves both. Path methods (IG, Expected Gradients, Guided IG, ...) integrate from a *baseline*;
+perturbation metrics (insertion / deletion, infidelity, the completeness gap) replace features by a baseline,
+which the metrics call the *substrate*. Both are specified the same way and resolved here:
+:func:`resolve_baselines` (methods: ``K`` baselines per example) and :func:`resolve_substrate` (metrics: one
+per example, shaped like the inputs). :class:`Baseline` is the one base class (``pathattr.metrics.Substrate``
+is the same class under its metric name).
 
 A baseline specification is resolved against the inputs into a tensor ``[B, K, *S]`` per input: ``K``
 baselines for each of the ``B`` examples. Accepted specifications (per input, or a tuple with one per input):
@@ -9,20 +16,30 @@ baselines for each of the ``B`` examples. Accepted specifications (per input, or
   per example) - one baseline per example;
 * a tensor with one more dim: ``[B or 1, K, *S]`` - ``K`` baselines per example;
 * a tensor with fewer dims: broadcast against the trailing dims ``S`` (e.g. per-channel ``[C, 1, 1]``);
-* a name: ``"zeros"``, ``"uniform"``, ``"gaussian"``, ``"blur"``, ``"mean"`` (default settings of the
-  classes below), or an instance of one of those classes (e.g. ``Uniform(n=8)`` for eight random baselines).
+* a name: ``"zeros"``, ``"uniform"``, ``"gaussian"``, ``"blur"``, ``"rise_blur"``, ``"mean"`` (default settings
+  of the classes below), or an instance of one of those classes (e.g. ``Uniform(n=8)`` for eight random
+  baselines), or of any :class:`Baseline` subclass;
+* a callable ``f(x) -> tensor`` (``[B, *S]`` like ``x``, or ``[B, K, *S]``).
 
-Random baselines draw from the ``generator`` passed to ``attribute`` (seed 0 if none is given).
+Two names have context-dependent defaults, kept from the published protocols each context follows: for
+methods ``"blur"`` is :class:`Blur` (sigma 10, reflect padding; Sturmfels et al.) and ``"mean"`` is
+:class:`Mean` (per-example for images, batch mean for ``[B, F]``); for metrics (:data:`SUBSTRATE_DEFAULTS`)
+``"blur"`` is RISE's :class:`RiseBlur` (11x11, sigma 5, zero padding) and ``"mean"`` is always per example.
+Name the class (``Blur(...)``, ``RiseBlur()``, ``Mean(over=...)``) to use the same baseline in both.
+
+Random baselines draw from the ``generator`` passed to ``attribute`` (or to the metric; seed 0 if none is
+given).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from .errors import InputValidationError, check_finite
@@ -31,13 +48,18 @@ from .randomness import rand, randn
 
 
 class Baseline(ABC):
-    """A rule that makes ``K`` baselines per example from the input batch."""
+    """A rule that makes baselines from the input batch: ``K`` per example for methods, one per example for
+    metrics (where it is called a substrate; ``pathattr.metrics.Substrate`` is this class).
+
+    ``__call__(x, generator)`` returns ``[B or 1, K, *S]`` for ``x`` ``[B, *S]``, or ``[B, *S]`` (one baseline per
+    example, the form metric substrates have always returned); both are accepted everywhere.
+    """
 
     name: str = "baseline"
 
     @abstractmethod
     def __call__(self, x: Tensor, generator: torch.Generator) -> Tensor:
-        """Return baselines of shape ``[B, K, *S]`` for ``x`` of shape ``[B, *S]``."""
+        """Return baselines of shape ``[B or 1, K, *S]`` (or ``[B, *S]``) for ``x`` of shape ``[B, *S]``."""
 
     def describe(self) -> dict[str, Any]:
         """Settings for the result's hyperparameter record."""
@@ -67,9 +89,9 @@ class Constant(Baseline):
 
 @dataclass
 class Uniform(Baseline):
-    """``n`` uniform-noise baselines per example (Sturmfels et al., Distill 2020).
-
-    ``low``/``high`` default to the minimum/maximum of each example.
+    """``n`` uniform-noise baselines per example (Sturmfels et al., Distill 2020); independent ``U(low, high)``
+    per element. ``low``/``high`` default to the minimum/maximum of each example. As a metric substrate
+    (``"uniform"``, formerly ``UniformNoise``) ``n`` is 1.
     """
 
     low: float | None = None
@@ -145,15 +167,66 @@ class Mean(Baseline):
         raise InputValidationError(f"`over` must be 'example' or 'batch', got {over!r}.", "baselines")
 
 
-NAMED_BASELINES: dict[str, type[Baseline]] = {
+def rise_kernel(klen: int = 11, sigma: float = 5.0, dtype: torch.dtype = torch.float64) -> Tensor:
+    """RISE's blur kernel ``[klen, klen]``: SciPy's ``gaussian_filter(delta, sigma)`` (mode ``reflect``, radius
+    ``int(4 sigma + 0.5)``) of a centred delta on a ``klen x klen`` grid, exactly as ``gkern`` in RISE's
+    ``evaluation.py``. Separable: the outer product of the 1-D response."""
+    if isinstance(klen, bool) or not isinstance(klen, int) or klen < 1:
+        raise InputValidationError(f"`klen` must be a positive int, got {klen!r}.", "klen")
+    delta = torch.zeros(1, 1, klen, dtype=torch.float64)
+    delta[0, 0, klen // 2] = 1.0
+    k1 = gaussian_blur(delta, float(sigma), spatial_dims=(2,), padding="reflect")[0, 0]
+    return torch.outer(k1, k1).to(dtype)
+
+
+@dataclass
+class RiseBlur(Baseline):
+    """Gaussian blur as in RISE (Petsiuk et al., BMVC 2018): each channel convolved with :func:`rise_kernel`
+    (``klen x klen``, ``sigma``) with zero padding ``klen // 2`` (``conv2d(padding=klen // 2)``). The metrics'
+    ``"blur"`` substrate; as a method baseline name it ``"rise_blur"``.
+
+    Needs channels-first images ``[B, C, H, W]``.
+    """
+
+    klen: int = 11
+    sigma: float = 5.0
+    name = "blur"
+
+    def __call__(self, x: Tensor, generator: torch.Generator) -> Tensor:
+        if x.ndim != 4:
+            raise InputValidationError(
+                f"the RISE blur baseline needs images [B, C, H, W]; got inputs of shape {tuple(x.shape)}.",
+                "substrate",
+            )
+        c = x.shape[1]
+        kernel = rise_kernel(self.klen, self.sigma, x.dtype).to(x.device)
+        weight = kernel.expand(c, 1, self.klen, self.klen).contiguous()
+        out = F.conv2d(x, weight, padding=self.klen // 2, groups=c)
+        if out.shape != x.shape:  # even klen: crop the extra row/column like a 'same' convolution
+            out = out[..., : x.shape[2], : x.shape[3]]
+        return out  # [B, *S]: one baseline per example
+
+
+#: names accepted by methods (``baselines="..."``), with the methods' default settings
+NAMED_BASELINES: dict[str, Callable[[], Baseline]] = {
     "zeros": Zeros,
     "uniform": Uniform,
     "gaussian": Gaussian,
     "blur": Blur,
+    "rise_blur": RiseBlur,
     "mean": Mean,
 }
 
-BaselineSpec = None | float | int | str | Tensor | Baseline
+#: names accepted by metrics (``substrate="..."``): the same names, with the metrics' defaults where they differ
+#: ("zeros" is recorded as ``Constant(0)``; "blur" is RISE's blur; "mean" is always per example)
+SUBSTRATE_DEFAULTS: dict[str, Callable[[], Baseline]] = {
+    **NAMED_BASELINES,
+    "zeros": lambda: Constant(0.0),
+    "blur": RiseBlur,
+    "mean": lambda: Mean(over="example"),
+}
+
+BaselineSpec = None | float | int | str | Tensor | Baseline | Callable[[Tensor], Tensor]
 BaselinesType = BaselineSpec | tuple[BaselineSpec, ...]
 
 
@@ -163,30 +236,96 @@ def _positive(n: int, argument: str) -> int:
     return n
 
 
-def _resolve_one(x: Tensor, spec: BaselineSpec, generator: torch.Generator, argument: str) -> Tensor:
+def resolve_baseline(
+    x: Tensor,
+    spec: BaselineSpec,
+    generator: torch.Generator,
+    argument: str = "baselines",
+    names: dict[str, Callable[[], Baseline]] | None = None,
+) -> Tensor:
+    """Resolve one input's baseline specification into ``[B or 1, K, *S]`` (checked finite).
+
+    ``names``: the name table (:data:`NAMED_BASELINES` for methods, :data:`SUBSTRATE_DEFAULTS` for metrics).
+    """
+    names = NAMED_BASELINES if names is None else names
     if spec is None:
         spec = Zeros()
     if isinstance(spec, str):
-        if spec not in NAMED_BASELINES:
+        if spec not in names:
             raise InputValidationError(
-                f"`{argument}` name {spec!r} is unknown; choose one of {sorted(NAMED_BASELINES)}.", argument
+                f"`{argument}` name {spec!r} is unknown; choose one of {sorted(names)}, a number, a tensor, a "
+                "Baseline or a callable.",
+                argument,
             )
-        spec = NAMED_BASELINES[spec]()
+        spec = names[spec]()
     if isinstance(spec, bool):
         raise InputValidationError(f"`{argument}` must not be a bool.", argument)
     if isinstance(spec, (int, float)):
         spec = Constant(float(spec))
     if isinstance(spec, Baseline):
         out = spec(x, generator)
+        if not isinstance(out, Tensor):
+            raise InputValidationError(f"the Baseline {type(spec).__name__} did not return a tensor.", argument)
+        out = _from_tensor(x, out, argument) if out.ndim == x.ndim else out
     elif isinstance(spec, Tensor):
-        out = _from_tensor(x, spec, argument)
+        out = _from_tensor(x, spec.detach(), argument)
+    elif callable(spec):
+        out = spec(x)
+        if not isinstance(out, Tensor) or out.shape[0] != x.shape[0] or out.ndim not in (x.ndim, x.ndim + 1):
+            raise InputValidationError(
+                f"a callable `{argument}` must return a tensor [B, *S] like the inputs {tuple(x.shape)} (or "
+                "[B, K, *S]).",
+                argument,
+            )
+        out = _from_tensor(x, out.detach(), argument)
     else:
         raise InputValidationError(
-            f"`{argument}` must be None, a number, a tensor, a name or a Baseline, got {type(spec).__name__}.",
+            f"`{argument}` must be None, a number, a tensor, a name, a Baseline or a callable, got "
+            f"{type(spec).__name__}.",
             argument,
         )
     check_finite(out, argument)
     return out
+
+
+def describe_baseline(spec: Any, names: dict[str, Callable[[], Baseline]] | None = None) -> Any:
+    """A record of a baseline specification for a result's hyperparameters."""
+    names = NAMED_BASELINES if names is None else names
+    if spec is None:
+        spec = Zeros()
+    if isinstance(spec, str) and spec in names:
+        spec = names[spec]()
+    if isinstance(spec, (int, float)) and not isinstance(spec, bool):
+        spec = Constant(float(spec))
+    if isinstance(spec, Baseline):
+        return spec.describe()
+    if isinstance(spec, Tensor):
+        return {"name": "tensor", "shape": tuple(spec.shape)}
+    if callable(spec):
+        return {"name": getattr(spec, "__qualname__", type(spec).__name__)}
+    return {"name": repr(spec)}
+
+
+def resolve_substrate(
+    spec: BaselineSpec, x: Tensor, generator: torch.Generator, argument: str = "substrate"
+) -> tuple[Tensor, Any]:
+    """A metric's substrate: one baseline per example, shaped like ``x`` ``[B, *S]`` (a new tensor), and its
+    record for the hyperparameters. Specifications as for methods (names with :data:`SUBSTRATE_DEFAULTS`)."""
+    if spec is None:
+        raise InputValidationError(f"`{argument}` must be a name, number, tensor, Baseline or callable.", argument)
+    out = resolve_baseline(x, spec, generator, argument, SUBSTRATE_DEFAULTS)
+    if out.shape[1] != 1:
+        raise InputValidationError(
+            f"`{argument}` gives {out.shape[1]} baselines per example; a metric needs one per example.", argument
+        )
+    try:
+        sub = torch.broadcast_to(out[:, 0].to(device=x.device, dtype=x.dtype), x.shape).clone()
+    except RuntimeError:
+        raise InputValidationError(
+            f"`{argument}` has shape {tuple(out.shape)}, which does not broadcast to the inputs {tuple(x.shape)}.",
+            argument,
+        ) from None
+    return sub, describe_baseline(spec, SUBSTRATE_DEFAULTS)
 
 
 def _from_tensor(x: Tensor, t: Tensor, argument: str) -> Tensor:
@@ -226,7 +365,7 @@ def resolve_baselines(
     else:
         specs = (baselines,) * len(inputs)
     resolved = [
-        _resolve_one(x, s, generator, "baselines" if len(inputs) == 1 else f"baselines[{i}]")
+        resolve_baseline(x, s, generator, "baselines" if len(inputs) == 1 else f"baselines[{i}]")
         for i, (x, s) in enumerate(zip(inputs, specs))
     ]
     k = max(r.shape[1] for r in resolved)

@@ -12,6 +12,7 @@ the peers' known mistakes: ``docs/metrics.md``.
   :func:`top_k_precision`;
 * NLP: :func:`comprehensiveness`, :func:`sufficiency`, :func:`log_odds`;
 * robustness and complexity: :func:`max_sensitivity`, :func:`infidelity`, :func:`sparseness`;
+* stability under numerical perturbation (chunking, input noise, float64): :func:`stability`;
 * sanity: :func:`model_parameter_randomisation`;
 * localisation: :func:`pointing_game`, :func:`energy_pointing_game`;
 * Quantus: :func:`quantus_explain`, :func:`as_quantus_explain_func`.
@@ -72,6 +73,7 @@ from .robustness import (
     sparseness,
 )
 from .sanity import ModelParameterRandomisation, RandomisationResult, model_parameter_randomisation
+from .stability import Stability, StabilityResult, stability
 from .substrates import Constant, Mean, RiseBlur, Substrate, UniformNoise
 
 __all__ = [
@@ -107,6 +109,8 @@ __all__ = [
     "SIC",
     "SensitivityResult",
     "Sparseness",
+    "Stability",
+    "StabilityResult",
     "Substrate",
     "Sufficiency",
     "TokenResult",
@@ -139,6 +143,7 @@ __all__ = [
     "sign_agreement",
     "signed_rank_agreement",
     "sparseness",
+    "stability",
     "sufficiency",
     "top_k_precision",
 ]

@@ -3,7 +3,9 @@ trapezoid rule and chunked scoring of model outputs."""
 
 from __future__ import annotations
 
+import contextlib
 import math
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,7 +15,7 @@ import torch
 from torch import Tensor
 
 from ..errors import InputValidationError, TargetError, check_finite
-from ..forward import ModelFunction
+from ..forward import ModelFunction, model_guard
 from ..planner import chunk_ranges, resolve_chunk_size
 
 #: allowed score directions of a metric
@@ -312,10 +314,49 @@ def target_scores(model: ModelFunction, raw: Any, example_index: Tensor, output:
     return values
 
 
-def chunk_size_for(batch_size: int | None, n_rows: int, row_numel: int, argument: str = "batch_size") -> int:
-    """Rows per forward call: ``batch_size`` if given (validated), else the engine's memory cap."""
+def chunk_size_for(
+    batch_size: int | None, n_rows: int, row_numel: int, argument: str = "internal_batch_size"
+) -> int:
+    """Rows per forward call: ``internal_batch_size`` if given (validated), else the engine's memory cap."""
     positive_int(batch_size, argument, allow_none=True)
     return resolve_chunk_size(batch_size, n_rows, row_numel)
+
+
+class _Deprecated:
+    """Default of a deprecated argument (tells "not given" apart from an explicit ``None``)."""
+
+    def __repr__(self) -> str:
+        return "<deprecated>"
+
+
+#: default of the deprecated ``batch_size`` argument of the metrics
+DEPRECATED = _Deprecated()
+_warned_batch_size: set[str] = set()
+
+
+def internal_batch_size_alias(function: str, internal_batch_size: Any, batch_size: Any) -> Any:
+    """Resolve the deprecated ``batch_size`` alias of ``internal_batch_size`` for the metric ``function``.
+
+    Warns (``FutureWarning``, shown to users by default) the first time in the process that ``function`` gets
+    ``batch_size``; giving both with different values raises.
+    """
+    if batch_size is DEPRECATED:
+        return internal_batch_size
+    if function not in _warned_batch_size:
+        _warned_batch_size.add(function)
+        warnings.warn(
+            f"`batch_size` of pathattr.metrics.{function} is deprecated and will be removed; use "
+            "`internal_batch_size` (the name the methods use).",
+            FutureWarning,
+            stacklevel=3,
+        )
+    if internal_batch_size is not None and internal_batch_size != batch_size:
+        raise InputValidationError(
+            f"`internal_batch_size`={internal_batch_size!r} and its deprecated alias `batch_size`={batch_size!r} "
+            "disagree; give only `internal_batch_size`.",
+            "internal_batch_size",
+        )
+    return batch_size
 
 
 def chunks(n_rows: int, size: int) -> Iterator[tuple[int, int]]:
@@ -341,9 +382,34 @@ def scores_in_chunks(
     return torch.cat(out)
 
 
+def as_target(target: Any) -> Any:
+    """A target as the methods take it: NumPy arrays become tensors and NumPy integers Python ints (anything
+    else unchanged; :meth:`ModelFunction.resolve_target` validates it)."""
+    if isinstance(target, np.ndarray):
+        if target.dtype == object:
+            raise TargetError("`target` must hold integer class indices, got a NumPy object array.", "target")
+        return torch.from_numpy(np.ascontiguousarray(target))
+    if isinstance(target, np.integer):
+        return int(target)
+    if isinstance(target, np.bool_):
+        raise TargetError("`target` must be an int, list, tensor or callable, not bool.", "target")
+    return target
+
+
+def guard(forward_func: Any, model: Any = None) -> contextlib.AbstractContextManager[None]:
+    """:func:`pathattr.forward.model_guard` for a metric: eval mode, frozen parameters, buffers, hooks and the
+    global RNG restored afterwards.
+
+    ``model``: the ``nn.Module`` (or a list of them) that ``forward_func`` uses, for forward functions whose
+    modules pathattr cannot find (see :func:`pathattr.forward.find_modules`); ``()``: it uses none.
+    """
+    return model_guard(forward_func, model=model)
+
+
 def resolve_target_chunked(model: ModelFunction, target: Any, inputs: tuple[Tensor, ...], chunk: int) -> Tensor:
     """Fix ``model.target`` like :meth:`ModelFunction.resolve_target` (None = predicted class), evaluating the
     ``B`` examples in chunks of at most ``chunk`` rows, and return ``f_c(x)`` ``[B]`` (no graph)."""
+    target = as_target(target)
     b = inputs[0].shape[0]
     index = torch.arange(b, device=inputs[0].device)
     with torch.no_grad():

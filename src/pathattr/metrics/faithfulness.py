@@ -17,12 +17,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..baselines import BaselinesType, resolve_baselines
+from ..baselines import BaselineSpec as SubstrateSpec
+from ..baselines import BaselinesType, resolve_baselines, resolve_substrate
 from ..errors import InputValidationError, check_finite
-from ..forward import ModelFunction, TargetType, model_guard
+from ..forward import ModelFunction, TargetType
 from ..randomness import as_generator
 from ._common import (
     CHANNEL_REDUCTIONS,
+    DEPRECATED,
     OUTPUT_KINDS,
     Metric,
     MetricResult,
@@ -31,6 +33,8 @@ from ._common import (
     chunk_size_for,
     describe,
     float_batch,
+    guard,
+    internal_batch_size_alias,
     non_negative_float,
     positive_int,
     reduce_channels,
@@ -38,7 +42,6 @@ from ._common import (
     scores_in_chunks,
     sort_descending,
 )
-from .substrates import SubstrateSpec, resolve_substrate
 
 GRANULARITIES = ("pixel", "feature", "patch")
 
@@ -146,7 +149,7 @@ def _causal_curve(
     target: TargetType,
     n_steps: int | None,
     substrate: SubstrateSpec,
-    batch_size: int | None,
+    internal_batch_size: int | None,
     step: int | None,
     granularity: str | None,
     patch_size: Any,
@@ -154,6 +157,7 @@ def _causal_curve(
     output: str,
     additional_forward_args: Any,
     generator: torch.Generator | int | None,
+    module: Any,
 ) -> CurveResult:
     x = float_batch(inputs, "inputs")
     a = float_batch(attributions, "attributions", min_ndim=2).to(device=x.device)
@@ -182,7 +186,7 @@ def _causal_curve(
 
     model = ModelFunction(forward_func, b, additional_forward_args)
     n_rows = b * (n + 1)
-    chunk = chunk_size_for(batch_size, n_rows, int(x[0].numel()))
+    chunk = chunk_size_for(internal_batch_size, n_rows, int(x[0].numel()))
 
     def make_rows(lo: int, hi: int) -> tuple[tuple[Tensor, ...], Tensor]:
         # rows are example-major (row = example * (n + 1) + step): a chunk covers a few examples, and each
@@ -201,7 +205,7 @@ def _causal_curve(
             first = last
         return (rows,), example_index
 
-    with model_guard(forward_func):
+    with guard(forward_func, module):
         resolve_target_chunked(model, target, (x,), chunk)
         values = scores_in_chunks(model, n_rows, make_rows, chunk, output)
     curve = values.view(b, n + 1)
@@ -218,7 +222,7 @@ def _causal_curve(
         "target": describe(target),
         "tie_break": "stable: equal saliency -> lower flat index first",
         "auc": "trapezoid on uniform grid i/n: (sum(curve) - curve[0]/2 - curve[n]/2) / n",
-        "batch_size": batch_size,
+        "internal_batch_size": internal_batch_size,
         "rows_per_forward": chunk,
     }
     return CurveResult(
@@ -242,10 +246,10 @@ _CURVE_ARGS_DOC = """
         target: class scored per example: int, list / 1-D tensor of ``B`` ints, callable on the raw output, or
             None (the class predicted on ``inputs``; fixed for the whole curve).
         n_steps: number of steps ``n``; after step ``i`` the ``floor(i * N / n)`` most salient units are changed.
-        substrate: replacement values, see :mod:`pathattr.metrics.substrates` (name, number, tensor, Substrate,
-            callable).
-        batch_size: maximum rows (perturbed inputs) per forward call; bounds memory. None: the engine's memory
-            cap (about 4M input elements per call).
+        substrate: replacement values, a baseline (:mod:`pathattr.baselines`): name (``"zeros"``, ``"blur"`` =
+            RISE's blur, ``"mean"``, ``"uniform"``, ...), number, tensor, ``Baseline`` instance, callable.
+        internal_batch_size: maximum rows (perturbed inputs) per forward call; bounds memory. None: the engine's
+            memory cap (about 4M input elements per call). ``batch_size`` is its deprecated alias.
         step: units changed per step instead of ``n_steps`` (RISE's ``step``; ``n = ceil(N / step)``).
         granularity: ``"pixel"`` (a unit is one spatial location, all channels; default for ``[B, C, H, W]``),
             ``"feature"`` (a unit is one input element; default otherwise) or ``"patch"`` (``patch_size``
@@ -257,10 +261,12 @@ _CURVE_ARGS_DOC = """
             models) or ``"logit"`` (the raw target output).
         additional_forward_args: extra arguments for ``forward_func`` (per-example tensors have dim 0 = B).
         generator: ``torch.Generator`` or int seed for random substrates (seed 0 if None).
+        model: the ``nn.Module`` (or modules) ``forward_func`` uses, when it cannot be found from it (e.g. a
+            lambda around the model); put in eval mode and restored like ``forward_func`` itself.
 
     Formula (RISE): with ``c`` fixed, ``score_i = p_c(x_i)``, ``AUC = (sum_i score_i - score_0/2 - score_n/2) / n``
     (trapezoid on the uniform grid ``i / n``). Ties in the saliency are broken by flat index (lower first).
-    Each example's curve is independent of the other examples and of ``batch_size`` (up to float rounding of
+    Each example's curve is independent of the other examples and of ``internal_batch_size`` (up to float rounding of
     the model), except with a random substrate (``"uniform"``), which is drawn for the whole batch at once.
 
     Returns:
@@ -275,7 +281,7 @@ def deletion(
     target: TargetType = None,
     n_steps: int = 100,
     substrate: SubstrateSpec = "zeros",
-    batch_size: int | None = None,
+    internal_batch_size: int | None = None,
     *,
     step: int | None = None,
     granularity: str | None = None,
@@ -284,13 +290,16 @@ def deletion(
     output: str = "probability",
     additional_forward_args: Any = None,
     generator: torch.Generator | int | None = None,
+    model: Any = None,
+    batch_size: Any = DEPRECATED,
 ) -> CurveResult:
     """Deletion game (RISE): start from the input and replace the most salient units by the substrate first;
     a faithful attribution makes the target score drop fast. **Lower AUC is better.**
     """
+    internal_batch_size = internal_batch_size_alias("deletion", internal_batch_size, batch_size)
     return _causal_curve(
-        "deletion", forward_func, inputs, attributions, target, n_steps, substrate, batch_size, step,
-        granularity, patch_size, channel_reduction, output, additional_forward_args, generator,
+        "deletion", forward_func, inputs, attributions, target, n_steps, substrate, internal_batch_size, step,
+        granularity, patch_size, channel_reduction, output, additional_forward_args, generator, model,
     )
 
 
@@ -301,7 +310,7 @@ def insertion(
     target: TargetType = None,
     n_steps: int = 100,
     substrate: SubstrateSpec = "blur",
-    batch_size: int | None = None,
+    internal_batch_size: int | None = None,
     *,
     step: int | None = None,
     granularity: str | None = None,
@@ -310,14 +319,17 @@ def insertion(
     output: str = "probability",
     additional_forward_args: Any = None,
     generator: torch.Generator | int | None = None,
+    model: Any = None,
+    batch_size: Any = DEPRECATED,
 ) -> CurveResult:
     """Insertion game (RISE): start from the substrate (default: RISE's blur) and insert the most salient
     units of the input first; a faithful attribution makes the target score rise fast. **Higher AUC is
     better.**
     """
+    internal_batch_size = internal_batch_size_alias("insertion", internal_batch_size, batch_size)
     return _causal_curve(
-        "insertion", forward_func, inputs, attributions, target, n_steps, substrate, batch_size, step,
-        granularity, patch_size, channel_reduction, output, additional_forward_args, generator,
+        "insertion", forward_func, inputs, attributions, target, n_steps, substrate, internal_batch_size, step,
+        granularity, patch_size, channel_reduction, output, additional_forward_args, generator, model,
     )
 
 
@@ -333,7 +345,9 @@ def diffid(
     n_steps: int = 100,
     insertion_substrate: SubstrateSpec = "blur",
     deletion_substrate: SubstrateSpec = "zeros",
-    batch_size: int | None = None,
+    internal_batch_size: int | None = None,
+    *,
+    batch_size: Any = DEPRECATED,
     **kwargs: Any,
 ) -> DiffIDResult:
     """DiffID = insertion AUC - deletion AUC per example (as reported by MA-GIG and IDG). **Higher is better.**
@@ -341,12 +355,14 @@ def diffid(
     Runs :func:`insertion` with ``insertion_substrate`` (default RISE blur) and :func:`deletion` with
     ``deletion_substrate`` (default zeros) on the same target; ``kwargs`` are passed to both (``step``,
     ``granularity``, ``patch_size``, ``channel_reduction``, ``output``, ``additional_forward_args``,
-    ``generator``). Both curves are kept in the result.
+    ``generator``, ``model``). Both curves are kept in the result. ``batch_size`` is the deprecated alias of
+    ``internal_batch_size``.
     """
-    ins = insertion(forward_func, inputs, attributions, target, n_steps, insertion_substrate, batch_size, **kwargs)
+    ibs = internal_batch_size_alias("diffid", internal_batch_size, batch_size)
+    ins = insertion(forward_func, inputs, attributions, target, n_steps, insertion_substrate, ibs, **kwargs)
     if target is None and ins.target is not None:
         target = ins.target
-    dele = deletion(forward_func, inputs, attributions, target, n_steps, deletion_substrate, batch_size, **kwargs)
+    dele = deletion(forward_func, inputs, attributions, target, n_steps, deletion_substrate, ibs, **kwargs)
     hyper = {
         "insertion": ins.hyperparameters,
         "deletion": dele.hyperparameters,
@@ -390,8 +406,10 @@ def completeness_gap(
     rtol: float = 1e-2,
     eps: float = 1e-12,
     additional_forward_args: Any = None,
-    batch_size: int | None = None,
+    internal_batch_size: int | None = None,
     generator: torch.Generator | int | None = None,
+    model: Any = None,
+    batch_size: Any = DEPRECATED,
 ) -> CompletenessResult:
     """Completeness gap of attributions (Sundararajan et al. 2017): how far ``sum(A)`` is from the output change
     it should explain. No normalisation is applied (unlike Quantus ``Completeness``, which tests exact float
@@ -414,12 +432,14 @@ def completeness_gap(
         atol, rtol: tolerances of the pass verdict.
         eps: floor of the relative gap's denominator.
         additional_forward_args: extra arguments for ``forward_func``.
-        batch_size: maximum rows per forward call.
+        internal_batch_size: maximum rows per forward call (``batch_size``: its deprecated alias).
         generator: ``torch.Generator`` or int seed for random baselines (seed 0 if None).
+        model: the ``nn.Module`` (or modules) ``forward_func`` uses, when it cannot be found from it.
 
     Returns:
         :class:`CompletenessResult`; ``scores`` is the signed absolute gap (closer to zero is better).
     """
+    batch_size = internal_batch_size_alias("completeness_gap", internal_batch_size, batch_size)
     items = as_float_tuple(inputs, "inputs")
     attrs = as_float_tuple(attributions, "attributions")
     if len(attrs) != len(items) or any(a.shape != x.shape for a, x in zip(attrs, items)):
@@ -431,10 +451,10 @@ def completeness_gap(
     atol = non_negative_float(atol, "atol")
     rtol = non_negative_float(rtol, "rtol")
     b = items[0].shape[0]
-    model = ModelFunction(forward_func, b, additional_forward_args)
-    with model_guard(forward_func):
+    fm = ModelFunction(forward_func, b, additional_forward_args)
+    with guard(forward_func, model):
         chunk0 = chunk_size_for(batch_size, b, sum(int(t[0].numel()) for t in items))
-        out = resolve_target_chunked(model, target, items, chunk0).to(torch.float64)
+        out = resolve_target_chunked(fm, target, items, chunk0).to(torch.float64)
         if reference_outputs is not None:
             ref = torch.as_tensor(reference_outputs, dtype=torch.float64).reshape(-1).to(out.device)
             if ref.numel() == 1:
@@ -456,7 +476,7 @@ def completeness_gap(
             def make_rows(lo: int, hi: int) -> tuple[tuple[Tensor, ...], Tensor]:
                 return tuple(t[lo:hi] for t in flat), index[lo:hi]
 
-            values = scores_in_chunks(model, b * k, make_rows, chunk, "logit")
+            values = scores_in_chunks(fm, b * k, make_rows, chunk, "logit")
             ref = values.view(b, k).mean(1)
             ref_desc = {"baselines": describe(baselines), "per_example": k}
     total = sum(a.reshape(b, -1).to(torch.float64).sum(1) for a in attrs)
@@ -472,7 +492,7 @@ def completeness_gap(
         "eps": eps,
         "normalise": False,
         "dtype": "float64",
-        "batch_size": batch_size,
+        "internal_batch_size": batch_size,
     }
     return CompletenessResult(
         name="completeness_gap", scores=gap, direction="zero", hyperparameters=hyper, relative=relative,

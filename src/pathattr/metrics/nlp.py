@@ -34,8 +34,9 @@ import torch
 from torch import Tensor
 
 from ..errors import InputValidationError, check_finite
-from ..forward import ModelFunction, TargetType, model_guard
+from ..forward import ModelFunction, TargetType
 from ._common import (
+    DEPRECATED,
     Metric,
     MetricResult,
     as_mask,
@@ -43,6 +44,8 @@ from ._common import (
     chunk_size_for,
     chunks,
     describe,
+    guard,
+    internal_batch_size_alias,
     resolve_target_chunked,
     to_tensor,
 )
@@ -113,6 +116,7 @@ def _token_metric(
     mode: str,
     additional_forward_args: Any,
     batch_size: int | None,
+    module: Any = None,
 ) -> TokenResult:
     x = to_tensor(inputs, "inputs")
     if x.ndim < 2:
@@ -187,7 +191,7 @@ def _token_metric(
     originals = (x,) if att_given is None else (x, att_given)
     chunk0 = chunk_size_for(batch_size, b, row_numel)
     all_index = torch.arange(b, device=x.device)
-    with model_guard(forward_func), torch.no_grad():
+    with guard(forward_func, module), torch.no_grad():
         resolve_target_chunked(model, target, originals, chunk0)
         if not isinstance(model.target, Tensor):
             raise InputValidationError("token metrics need class scores [B, C] and a class-index target.",
@@ -217,7 +221,7 @@ def _token_metric(
         "pad": describe(pad) if pad is not None else "baseline",
         "target": describe(target),
         "attention_mask": att_given is not None,
-        "batch_size": batch_size,
+        "internal_batch_size": batch_size,
         "probability": "softmax over classes",
     }
     return TokenResult(name=kind, scores=per_k.mean(1), direction=direction, hyperparameters=hyper, per_k=per_k,
@@ -251,7 +255,9 @@ _TOKEN_ARGS = """
         pad: filler of the freed tail in ``mode="delete"`` (default: ``baseline``).
         mode: ``"delete"`` (shorten the sequence) or ``"replace"`` (overwrite in place with ``baseline``).
         additional_forward_args: extra arguments for ``forward_func`` (per-example tensors have dim 0 = B).
-        batch_size: maximum rows per forward call.
+        internal_batch_size: maximum rows per forward call (``batch_size``: its deprecated alias).
+        model: the ``nn.Module`` (or modules) ``forward_func`` uses, when it cannot be found from it (e.g. a
+            lambda around the model); put in eval mode and restored.
 """
 
 
@@ -268,11 +274,15 @@ def comprehensiveness(
     pad: Any = None,
     mode: str = "delete",
     additional_forward_args: Any = None,
-    batch_size: int | None = None,
+    internal_batch_size: int | None = None,
+    model: Any = None,
+    batch_size: Any = DEPRECATED,
 ) -> TokenResult:
     """Comprehensiveness (ERASER): ``p_y(x) - p_y(x without the top-K tokens)``. **Higher is better.**"""
+    batch_size = internal_batch_size_alias("comprehensiveness", internal_batch_size, batch_size)
     return _token_metric("comprehensiveness", forward_func, inputs, attributions, target, topk, attention_mask,
-                         special_tokens_mask, baseline, pad, mode, additional_forward_args, batch_size)
+                         special_tokens_mask, baseline, pad, mode, additional_forward_args, batch_size,
+                         model)
 
 
 def sufficiency(
@@ -288,12 +298,16 @@ def sufficiency(
     pad: Any = None,
     mode: str = "delete",
     additional_forward_args: Any = None,
-    batch_size: int | None = None,
+    internal_batch_size: int | None = None,
+    model: Any = None,
+    batch_size: Any = DEPRECATED,
 ) -> TokenResult:
     """Sufficiency (ERASER): ``p_y(x) - p_y(only the top-K tokens and the special tokens)``; 0 when ``K = 0``.
     **Lower is better.**"""
+    batch_size = internal_batch_size_alias("sufficiency", internal_batch_size, batch_size)
     return _token_metric("sufficiency", forward_func, inputs, attributions, target, topk, attention_mask,
-                         special_tokens_mask, baseline, pad, mode, additional_forward_args, batch_size)
+                         special_tokens_mask, baseline, pad, mode, additional_forward_args, batch_size,
+                         model)
 
 
 def log_odds(
@@ -307,12 +321,16 @@ def log_odds(
     special_tokens_mask: Any = None,
     baseline: Any = 0,
     additional_forward_args: Any = None,
-    batch_size: int | None = None,
+    internal_batch_size: int | None = None,
+    model: Any = None,
+    batch_size: Any = DEPRECATED,
 ) -> TokenResult:
     """Log-odds (DIG protocol): ``log p_y(x with the top-K tokens replaced by baseline) - log p_y(x)``.
     **Lower is better.** (``mode``/``pad`` do not apply: tokens are always replaced in place.)"""
+    batch_size = internal_batch_size_alias("log_odds", internal_batch_size, batch_size)
     return _token_metric("log_odds", forward_func, inputs, attributions, target, topk, attention_mask,
-                         special_tokens_mask, baseline, None, "replace", additional_forward_args, batch_size)
+                         special_tokens_mask, baseline, None, "replace", additional_forward_args, batch_size,
+                         model)
 
 
 comprehensiveness.__doc__ = (comprehensiveness.__doc__ or "") + _TOKEN_ARGS

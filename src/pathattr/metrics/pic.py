@@ -11,7 +11,7 @@ Pillow (with WebP support) and SciPy, imported lazily: install the ``pic`` extra
 Differences from the reference, all on purpose:
 
 * batched: every image and threshold is interpolated first, then the model sees all of them in chunks of
-  ``batch_size`` rows; one Delaunay triangulation per mask serves all channels;
+  ``internal_batch_size`` rows; one Delaunay triangulation per mask serves all channels;
 * the random seed mask comes from an explicit ``generator`` (or is passed in), never from ``np.random``;
 * our own trapezoid (``np.trapz`` is gone in NumPy 2.4) and a real check that aggregated curves share one
   x-axis (the reference's check is a no-op);
@@ -38,16 +38,20 @@ import torch
 from torch import Tensor
 
 from ..errors import InputValidationError
-from ..forward import ModelFunction, TargetType, model_guard
+from ..forward import ModelFunction, TargetType
 from ..randomness import as_generator
 from ._common import (
     CHANNEL_REDUCTIONS,
+    DEPRECATED,
     Metric,
     MetricResult,
+    as_target,
     choice,
     chunk_size_for,
     chunks,
     describe,
+    guard,
+    internal_batch_size_alias,
     non_negative_float,
     positive_int,
     reduce_channels,
@@ -350,10 +354,14 @@ def pic(
     channels_last: bool = False,
     channel_reduction: str = "sum",
     apply_softmax: bool = True,
-    batch_size: int | None = None,
+    internal_batch_size: int | None = None,
     additional_forward_args: Any = None,
+    model: Any = None,
+    batch_size: Any = DEPRECATED,
 ) -> PICResult:
     """Performance Information Curve of ``kind`` ``"sic"`` or ``"aic"``; see :func:`sic` for the arguments."""
+    batch_size = internal_batch_size_alias("pic", internal_batch_size, batch_size)
+    target = as_target(target)
     kind = choice(kind, ("sic", "aic"), "kind")
     min_pred_value = non_negative_float(min_pred_value, "min_pred_value")
     channel_reduction = choice(channel_reduction, CHANNEL_REDUCTIONS, "channel_reduction")
@@ -382,8 +390,9 @@ def pic(
     rmask_np = rmask.cpu().numpy()
     preprocess = preprocess or _default_preprocess
 
+    module = model
     model = ModelFunction(forward_func, b, additional_forward_args)
-    device, dtype = _device_of(forward_func)
+    device, dtype = _device_of(forward_func, module)
 
     def model_input(batch: np.ndarray) -> Tensor:
         t = torch.from_numpy(batch).to(device=device, dtype=dtype)
@@ -394,8 +403,7 @@ def pic(
     chunk = chunk_size_for(batch_size, b * (len(thresholds) + 2), row_numel)
 
     def to_prediction(raw: Any, tgt: Tensor) -> Tensor:
-        if not isinstance(raw, Tensor) or raw.ndim != 2:
-            raise InputValidationError("`forward_func` must return class scores [n, C] for PIC.", "forward_func")
+        _check_scores(raw)
         if kind == "aic":
             return (raw.argmax(1) == tgt).double()
         probs = torch.softmax(raw.double(), dim=1) if apply_softmax else raw.double()
@@ -412,12 +420,12 @@ def pic(
         return torch.cat(out).cpu()
 
     all_index = torch.arange(b)
-    with model_guard(forward_func):
+    with guard(forward_func, module):
         # raw outputs on the original images (in chunks) fix the target: None = predicted class
         with torch.no_grad():
-            raw_original = torch.cat(
-                [model.forward((model_input(imgs[lo:hi]),), all_index[lo:hi].to(device)) for lo, hi in chunks(b, chunk)]
-            )
+            raws = [model.forward((model_input(imgs[lo:hi]),), all_index[lo:hi].to(device))
+                    for lo, hi in chunks(b, chunk)]
+            raw_original = torch.cat([_check_scores(r) for r in raws])
         if callable(target) and not isinstance(target, Tensor):
             raise InputValidationError("PIC needs a class index target (int, list, tensor or None).", "target")
         # reuse ModelFunction's target validation on the precomputed outputs
@@ -499,7 +507,7 @@ def pic(
         "channel_reduction": channel_reduction,
         "information": "lossless WebP byte length (quality 100)",
         "interpolation": "Delaunay-linear (scipy), corners kept, channel-mean fill",
-        "batch_size": batch_size,
+        "internal_batch_size": batch_size,
         **dependency_versions(),
     }
     return PICResult(
@@ -509,9 +517,25 @@ def pic(
     )
 
 
-def _device_of(forward_func: Any) -> tuple[torch.device, torch.dtype]:
+def _check_scores(raw: Any) -> Tensor:
+    """The model's output must be class scores ``[n, C]`` (a tuple or dict output gets a clear error)."""
+    if not isinstance(raw, Tensor):
+        raise InputValidationError(
+            f"`forward_func` returned a {type(raw).__name__}; PIC needs class scores [n, C] as one tensor. Wrap the "
+            "model to return them, e.g. `lambda x: model(x)[0]` (and pass `model=model`).",
+            "forward_func",
+        )
+    if raw.ndim != 2:
+        raise InputValidationError(
+            f"`forward_func` returned shape {tuple(raw.shape)}; PIC needs class scores [n, C].", "forward_func"
+        )
+    return raw
+
+
+def _device_of(forward_func: Any, module: Any = None) -> tuple[torch.device, torch.dtype]:
     """Device and floating dtype of the model's first parameter (CPU and the default dtype if it has none)."""
-    for candidate in (forward_func, getattr(forward_func, "__self__", None)):
+    given = tuple(module) if isinstance(module, (list, tuple)) else (module,)
+    for candidate in (*given, forward_func, getattr(forward_func, "__self__", None)):
         if isinstance(candidate, torch.nn.Module):
             for p in candidate.parameters():
                 return p.device, (p.dtype if p.is_floating_point() else torch.get_default_dtype())
@@ -544,8 +568,11 @@ _PIC_DOC = """
         channels_last: ``images`` (and 4-D ``saliency``) are ``[B, H, W, C]``.
         channel_reduction: how a 4-D ``saliency`` becomes ``[B, H, W]``.
         apply_softmax: SIC only; softmax the outputs (False if ``forward_func`` already returns probabilities).
-        batch_size: maximum images per forward call.
+        internal_batch_size: maximum images per forward call (``batch_size``: its deprecated alias).
         additional_forward_args: extra arguments for ``forward_func``.
+        model: the ``nn.Module`` (or modules) ``forward_func`` uses, when it cannot be found from it (e.g. a
+            lambda around the model); put in eval mode and restored, and its parameters give the device and
+            dtype of the model inputs.
 
     Formula (PAIR, v0.2.1): ``E(im)`` = WebP size, ``B = interp(img, random_mask)``; for each threshold
     ``t``, ``M = (s >= quantile(s, 1 - t)) | random_mask``, ``e = clip((E(interp(img, M)) - E(B)) / (E(img) -
@@ -564,6 +591,9 @@ def sic(
     normalised between the fully blurred and the original image, against the normalised information of
     progressively revealed images.
     """
+    kwargs["internal_batch_size"] = internal_batch_size_alias(
+        "sic", kwargs.pop("internal_batch_size", None), kwargs.pop("batch_size", DEPRECATED)
+    )
     return pic("sic", forward_func, images, saliency, target, **kwargs)
 
 
@@ -573,6 +603,9 @@ def aic(
     """Accuracy Information Curve (Kapishnikov et al., ICCV 2019): like :func:`sic` with the prediction 1.0 if
     the model's top class is the target and 0.0 otherwise.
     """
+    kwargs["internal_batch_size"] = internal_batch_size_alias(
+        "aic", kwargs.pop("internal_batch_size", None), kwargs.pop("batch_size", DEPRECATED)
+    )
     return pic("aic", forward_func, images, saliency, target, **kwargs)
 
 

@@ -19,15 +19,19 @@ from torch import Tensor
 
 from ..baselines import resolve_baselines
 from ..errors import InputValidationError, check_finite
-from ..forward import ModelFunction, TargetType, model_guard
+from ..forward import ModelFunction, TargetType
 from ..randomness import as_generator, rand, randint, randn
 from ._common import (
+    DEPRECATED,
     Metric,
     MetricResult,
+    as_target,
     chunk_size_for,
     chunks,
     describe,
     float_batch,
+    guard,
+    internal_batch_size_alias,
     non_negative_float,
     positive_int,
     resolve_target_chunked,
@@ -143,15 +147,17 @@ def max_sensitivity(
     forward_func: Callable[..., Any] | None = None,
     explain_kwargs: dict[str, Any] | None = None,
     attributions: Any = None,
-    batch_size: int | None = None,
+    internal_batch_size: int | None = None,
     generator: torch.Generator | int | None = None,
+    model: Any = None,
+    batch_size: Any = DEPRECATED,
 ) -> SensitivityResult:
     """Max-sensitivity (Yeh et al., NeurIPS 2019): the largest change of the explanation under input
     perturbations in an L-infinity ball, estimated by Monte Carlo. **Lower is better.**
 
     ``SENS_max = max_{j=1..n} ||Phi(x + delta_j) - Phi(x)||``, ``delta_j ~ U([-r, r]^d)`` i.i.d., drawn from
     ``generator`` as ``delta_j = r (2 U_j - 1)`` with ``U_j = torch.rand((B, *S))`` (float64) for ``j = 1..n`` in
-    order (so the draws do not depend on ``batch_size``); the
+    order (so the draws do not depend on ``internal_batch_size``); the
     explanation is recomputed with the same hyperparameters and the **same target** as at ``x``. Both the
     absolute value (``scores``) and Captum's relative form (``relative = scores / ||Phi(x)||``) are returned.
 
@@ -168,9 +174,14 @@ def max_sensitivity(
         forward_func: model used to fix a None target when ``explain_func`` is a plain callable.
         explain_kwargs: keyword arguments for every explanation (e.g. ``n_steps``, ``baselines``).
         attributions: ``Phi(x)`` if already computed (``[B, *S]``); else computed.
-        batch_size: maximum perturbed examples per ``explain_func`` call.
+        internal_batch_size: maximum perturbed examples per ``explain_func`` call (``batch_size``: its
+            deprecated alias).
         generator: ``torch.Generator`` or int seed (seed 0 if None).
+        model: the ``nn.Module`` (or modules) ``forward_func`` uses, when it cannot be found from it (for the
+            None target); put in eval mode and restored.
     """
+    batch_size = internal_batch_size_alias("max_sensitivity", internal_batch_size, batch_size)
+    target = as_target(target)
     x = float_batch(inputs, "inputs", min_ndim=1)
     radius = non_negative_float(radius, "radius")
     n_samples = positive_int(n_samples, "n_samples")
@@ -180,17 +191,17 @@ def max_sensitivity(
     b = x.shape[0]
     fwd = forward_func or method_forward
     if target is None and fwd is not None:
-        model = ModelFunction(fwd, b)
-        with model_guard(fwd):
-            resolve_target_chunked(model, None, (x,), chunk_size_for(batch_size, b, int(x[0].numel())))
-        target = model.target
+        fm = ModelFunction(fwd, b)
+        with guard(fwd, model):
+            resolve_target_chunked(fm, None, (x,), chunk_size_for(batch_size, b, int(x[0].numel())))
+        target = fm.target
     target = _targets_per_example(target, b, x.device)
     phi = call(x, target) if attributions is None else float_batch(attributions, "attributions", min_ndim=1)
     phi = phi.detach().to(x.device)
     if phi.shape[0] != b:
         raise InputValidationError(f"attributions have batch size {phi.shape[0]}, expected {b}.", "explain_func")
     gen = as_generator(generator)
-    chunk = positive_int(batch_size, "batch_size", allow_none=True) or n_samples * b
+    chunk = positive_int(batch_size, "internal_batch_size", allow_none=True) or n_samples * b
     per_group = max(1, chunk // b)  # samples drawn and explained together (memory: about max(chunk, B) rows)
     diffs = []
     for s0 in range(0, n_samples, per_group):
@@ -214,7 +225,7 @@ def max_sensitivity(
         "radius": radius, "n_samples": n_samples, "norm": norm, "perturbation": "uniform in L-inf ball",
         "explain_func": describe(explain_func),
         "explain_kwargs": {k: describe(v) for k, v in (explain_kwargs or {}).items()},
-        "target": describe(target), "batch_size": batch_size, "generator": describe(generator),
+        "target": describe(target), "internal_batch_size": batch_size, "generator": describe(generator),
     }
     return SensitivityResult(name="max_sensitivity", scores=sens, direction="lower", hyperparameters=hyper,
                              relative=relative, per_sample=per_sample, target=target)
@@ -253,8 +264,10 @@ def infidelity(
     n_samples: int = 10,
     normalize: bool = False,
     additional_forward_args: Any = None,
-    batch_size: int | None = None,
+    internal_batch_size: int | None = None,
     generator: torch.Generator | int | None = None,
+    model: Any = None,
+    batch_size: Any = DEPRECATED,
 ) -> InfidelityResult:
     """Infidelity (Yeh et al., NeurIPS 2019): how badly ``I^T Phi`` predicts the output change caused by
     perturbations ``I ~ mu``. **Lower is better.**
@@ -281,9 +294,12 @@ def infidelity(
         n_samples: draws per example.
         normalize: report the infidelity of the optimally scaled ``beta * Phi``.
         additional_forward_args: extra arguments for ``forward_func``.
-        batch_size: maximum rows per forward call.
+        internal_batch_size: maximum rows per forward call (``batch_size``: its deprecated alias).
         generator: ``torch.Generator`` or int seed (seed 0 if None).
+        model: the ``nn.Module`` (or modules) ``forward_func`` uses, when it cannot be found from it (e.g. a
+            lambda around the model); put in eval mode and restored.
     """
+    batch_size = internal_batch_size_alias("infidelity", internal_batch_size, batch_size)
     x = float_batch(inputs, "inputs", min_ndim=1)
     phi = float_batch(attributions, "attributions", min_ndim=1).to(x)
     if phi.shape != x.shape:
@@ -335,12 +351,12 @@ def infidelity(
                     m = (r >= top) & (r < top + s) & (c >= left) & (c < left + s)
                     return diff * m.unsqueeze(1)
                 pert_desc = {"name": "square", "square_size": s, "baselines": describe(baselines)}
-    model = ModelFunction(forward_func, b, additional_forward_args)
+    fm = ModelFunction(forward_func, b, additional_forward_args)
     chunk = chunk_size_for(batch_size, n_samples * b, int(x[0].numel()))
     per_group = max(1, chunk // b)  # draws evaluated together (memory: about max(chunk, B) rows)
     dots, outs = [], []
-    with model_guard(forward_func):
-        fx = resolve_target_chunked(model, target, (x,), chunk).to(torch.float64)
+    with guard(forward_func, model):
+        fx = resolve_target_chunked(fm, target, (x,), chunk).to(torch.float64)
         for s0 in range(0, n_samples, per_group):
             s1 = min(n_samples, s0 + per_group)
             perturbations = torch.stack([draw() for _ in range(s0, s1)])  # [s, B, *S], draws in order
@@ -350,7 +366,7 @@ def infidelity(
             def make_rows(lo: int, hi: int, r: Tensor = rows, e: Tensor = example) -> tuple[tuple[Tensor], Tensor]:
                 return (r[lo:hi],), e[lo:hi]
 
-            outs.append(scores_in_chunks(model, rows.shape[0], make_rows, chunk, "logit").view(s1 - s0, b))
+            outs.append(scores_in_chunks(fm, rows.shape[0], make_rows, chunk, "logit").view(s1 - s0, b))
     dot = torch.cat(dots)
     f_pert = torch.cat(outs)
     change = fx.unsqueeze(0) - f_pert
@@ -362,7 +378,7 @@ def infidelity(
         beta = torch.ones(b, dtype=torch.float64, device=x.device)
     infd = (beta.unsqueeze(0) * dot - change).square().mean(0)
     hyper = {"perturbation": pert_desc, "n_samples": n_samples, "normalize": normalize,
-             "output": "raw target output", "target": describe(target), "batch_size": batch_size,
+             "output": "raw target output", "target": describe(target), "internal_batch_size": batch_size,
              "generator": describe(generator)}
     return InfidelityResult(name="infidelity", scores=infd, direction="lower", hyperparameters=hyper, beta=beta,
                             dot=dot, output_change=change)

@@ -18,9 +18,19 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import InputValidationError, check_finite
-from ..forward import ModelFunction, TargetType, model_guard
+from ..forward import ModelFunction, TargetType
 from ..randomness import as_generator, randn
-from ._common import Metric, MetricResult, chunk_size_for, describe, float_batch, resolve_target_chunked, spearman
+from ._common import (
+    Metric,
+    MetricResult,
+    as_target,
+    chunk_size_for,
+    describe,
+    float_batch,
+    guard,
+    resolve_target_chunked,
+    spearman,
+)
 
 Reinit = Callable[[Tensor, torch.Generator], Tensor]
 
@@ -132,7 +142,8 @@ def model_parameter_randomisation(
 
     b = x.shape[0]
     fm = ModelFunction(model, b)
-    with model_guard(model):
+    target = as_target(target)
+    with guard(model):
         resolve_target_chunked(fm, target, (x,), chunk_size_for(None, b, int(x[0].numel())))
     fixed_target = fm.target if isinstance(fm.target, Tensor) else target
     original = explain(model, x, fixed_target).detach()
