@@ -17,6 +17,8 @@ from .layer import (
 )
 from .methods import (
     IG2,
+    MFABA,
+    AdversarialGradientIntegration,
     BlurIntegratedGradients,
     ExpectedGradients,
     GradCFIG,
@@ -26,6 +28,7 @@ from .methods import (
     IntegratedGradients,
     NoiseTunnel,
     Saliency,
+    agi,
     blur_integrated_gradients,
     expected_gradients,
     gradcf_ig,
@@ -34,6 +37,7 @@ from .methods import (
     ig2,
     input_x_gradient,
     integrated_gradients,
+    mfaba,
     noise_tunnel,
     saliency,
 )
@@ -43,6 +47,10 @@ from .result import Explanation
 __version__ = "0.1.0"
 
 __all__ = [
+    "MFABA",
+    "AdversarialGradientIntegration",
+    "agi",
+    "mfaba",
     "LayerAttribution",
     "LayerBlurIntegratedGradients",
     "LayerGuidedIntegratedGradients",

@@ -1,5 +1,6 @@
 """Attribution methods, each a class (Captum-shaped) with a functional twin."""
 
+from .adversarial import MFABA, AdversarialGradientIntegration, agi, mfaba
 from .base import AttributionMethod
 from .blur_ig import BlurIntegratedGradients, blur_integrated_gradients
 from .expected_gradients import ExpectedGradients, expected_gradients
@@ -10,6 +11,10 @@ from .integrated_gradients import IntegratedGradients, integrated_gradients
 from .noise_tunnel import NoiseTunnel, noise_tunnel
 
 __all__ = [
+    "MFABA",
+    "AdversarialGradientIntegration",
+    "agi",
+    "mfaba",
     "AttributionMethod",
     "BlurIntegratedGradients",
     "ExpectedGradients",
