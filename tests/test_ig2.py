@@ -8,7 +8,8 @@ from captum.attr import IntegratedGradients as CaptumIG
 from torch import nn
 
 from conftest import SmallCNN, make_mlp
-from pathattr.errors import InputValidationError, NonFiniteError
+from pathattr.errors import InputValidationError, NoGradientError, NonFiniteError
+from pathattr.integrators import MAX_SUBSTEPS
 from pathattr.methods.ig2 import IG2, GradCFIG, GradPathIG, gradcf_ig, ig2, segment_nodes
 from pathattr.methods.integrated_gradients import IntegratedGradients
 from pathattr.paths.gradpath import equivalent_step_size, gradpath, gradpath_step
@@ -246,6 +247,60 @@ def test_substeps_remedy_keeps_the_path_and_shrinks_the_gap():
     assert float(tight.convergence_delta.abs().max()) < float(trap.convergence_delta.abs().max())
     t, w = segment_nodes("trapezoid", 2)
     assert t == [0.0, 0.5, 1.0] and w == [0.25, 0.5, 0.25]
+
+
+def test_adaptive_tolerance_below_rounding_does_not_refine_to_full_depth():
+    # regression: in float32 a tolerance below what the dtype resolves bisected every piece to `adaptive_depth`
+    # (2^depth rows per segment; depth 12 ran for minutes) without improving the gap
+    model = Head().float()
+    x, refs = (t.float() for t in data(b=2, r=3))
+    kw = dict(n_steps=8, adaptive=1e-9)
+    shallow = IG2(model, model.fc).explain(x, refs, adaptive_depth=4, **kw)
+    deep = IG2(model, model.fc).explain(x, refs, adaptive_depth=12, **kw)
+    worst = 8 * (2**12 - 1) * 6  # every piece of every segment of the 6 paths bisected to depth 12
+    assert int(deep.extras["refined_pieces"].sum()) < worst / 50
+    assert deep.cost.backward_rows < 3 * shallow.cost.backward_rows
+    plain = IG2(model, model.fc).explain(x, refs, n_steps=8)
+    assert float(deep.relative_delta.abs().max()) < 0.01 * float(plain.relative_delta.abs().max())
+    assert float(deep.relative_delta.abs().max()) < 1e-4
+
+
+def test_huge_substeps_is_rejected_before_any_work():
+    model = Head()
+    x, refs = data()
+    calls = []
+    model.register_forward_hook(lambda *a: calls.append(1))
+    with pytest.raises(InputValidationError, match="substeps") as err:
+        IG2(model, model.fc).explain(x, refs, substeps=100_000, segment_rule="trapezoid")
+    assert err.value.argument == "substeps" and not calls
+    e = IG2(model, model.fc).explain(x, refs, n_steps=3, substeps=MAX_SUBSTEPS, segment_rule="left")
+    assert e.cost.backward_rows == 3 * 6 * 2 + 3 * 6 * (MAX_SUBSTEPS - 1)  # 2 per step + the inner nodes
+
+
+def test_model_without_gradients_raises_instead_of_standing_still():
+    # regression: a forward run under no_grad / inference_mode reported GradCF = x ("no movement")
+    model = Head()
+    x, refs = data()
+
+    def frozen(v):
+        with torch.no_grad():
+            return model(v)
+
+    def inference(v):
+        with torch.inference_mode():
+            return model(v)
+
+    for f in (frozen, inference):
+        with pytest.raises(NoGradientError):
+            gradpath(f, x, refs, model.fc, n_steps=3)
+        with pytest.raises(NoGradientError):
+            IG2(f, model.fc).explain(x, refs, n_steps=3)
+    # the caller's own no_grad / inference_mode does not matter: the library enables gradients inside
+    free = gradpath(model, x, refs, model.fc, n_steps=3)
+    for ctx in (torch.no_grad, torch.inference_mode):
+        with ctx():
+            torch.testing.assert_close(gradpath(model, x, refs, model.fc, n_steps=3).gradcf, free.gradcf)
+    assert float((free.gradcf - x[:, None]).abs().max()) > 0.1
 
 
 def test_diagnostics_and_counterfactual_validity():

@@ -19,7 +19,7 @@ from torch import Tensor
 
 from .forward import ModelFunction
 from .integrators import (
-    ADAPTIVE_RESOLUTION_ULPS,
+    ADAPTIVE_MIN_ULPS,
     Evaluation,
     Integrator,
     PathInfo,
@@ -256,8 +256,10 @@ def integrate_sequential_path(
         inner = [(t, w) for t, w in zip(t_nodes, w_nodes) if 0.0 < t < 1.0]
     tol = refined = None
     if adaptive:
-        scale = end_outputs.abs().to(torch.float64).clamp_min(torch.finfo(end_outputs.dtype).tiny)
-        tol = (float(segments.adaptive) / path.n_steps) * scale[row_ids]  # type: ignore[arg-type]
+        finfo = torch.finfo(end_outputs.dtype)
+        scale = end_outputs.abs().to(torch.float64).clamp_min(finfo.tiny)
+        relative = max(float(segments.adaptive), ADAPTIVE_MIN_ULPS * finfo.eps)  # type: ignore[arg-type]
+        tol = (relative / path.n_steps) * scale[row_ids]
         refined = torch.zeros(n_rows, dtype=torch.long, device=device)
     stream = None
     kept: list[Evaluation] = []
@@ -439,28 +441,25 @@ class _Walk:
                          depth: int, direction: int) -> None:
         """Integrate the segments ``a -> b`` (one per row; ``a`` is where the walk was first) with the trapezoid
         rule, bisecting every piece whose completeness error ``|df - 1/2 (g_a + g_b) . d|`` exceeds its row's
-        tolerance (floored at the rounding level of ``f``'s dtype), level by level (all pieces of a level are one
-        batch of gradient rows), at most ``depth`` times.
+        tolerance, level by level (all pieces of a level are one batch of gradient rows), at most ``depth`` times.
+        A piece whose error is not smaller than that of the piece it was cut from is accepted (rounding noise or
+        cancellation: bisecting it again would not help).
 
-        The error of an accepted piece is exactly its contribution to the completeness gap, so a path's gap is at
-        most the sum of its tolerances plus the error of pieces that reached ``depth``.
+        The error of an accepted piece is exactly its contribution to the completeness gap, so a path's gap is the
+        sum of the errors of its accepted pieces.
         """
         rows = torch.arange(a[0].shape[0], device=a[0].device)
-        ulp = ADAPTIVE_RESOLUTION_ULPS * torch.finfo(fa.dtype).eps
+        parent = torch.full(rows.shape, float("inf"), dtype=torch.float64, device=rows.device)
         for level in range(depth + 1):
             disp = tuple(((ai - bi) if direction < 0 else (bi - ai)).to(torch.float64) for ai, bi in zip(a, b))
             trap = tuple((gai.to(torch.float64) + gbi.to(torch.float64)).mul_(d).mul_(0.5)
                          for gai, gbi, d in zip(ga, gb, disp))
-            flat = [t.reshape(t.shape[0], -1) for t in trap]
-            total = flat[0].sum(1)
-            size = flat[0].abs().sum(1)
-            for t in flat[1:]:
-                total = total + t.sum(1)
-                size = size + t.abs().sum(1)
+            total = trap[0].reshape(trap[0].shape[0], -1).sum(1)
+            for t in trap[1:]:
+                total = total + t.reshape(t.shape[0], -1).sum(1)
             df = ((fa - fb) if direction < 0 else (fb - fa)).to(torch.float64)
-            err = df - total
-            floor = ulp * (fa.abs().to(torch.float64) + fb.abs().to(torch.float64) + size)
-            ok = (err.abs() <= torch.maximum(tol[rows], floor)) | (level == depth)
+            err = (df - total).abs()
+            ok = (err <= tol[rows]) | (err >= parent) | (level == depth)
             for acc_i, t in zip(acc, trap):
                 acc_i.index_add_(0, rows[ok], t[ok].to(acc_i.dtype))
             bad = (~ok).nonzero().squeeze(1)
@@ -468,6 +467,7 @@ class _Walk:
                 return
             a, b, ga, gb = (tuple(x[bad] for x in t) for t in (a, b, ga, gb))
             fa, fb, rows = fa[bad], fb[bad], rows[bad]
+            parent = err[bad].repeat(2)
             refined.index_add_(0, rows, torch.ones_like(rows))
             mid = tuple(torch.lerp(ai, bi, 0.5) for ai, bi in zip(a, b))
             gm, fm = gradients_in_chunks(self.model, mid, self.example[rows], self.ibs)

@@ -461,10 +461,9 @@ class SplitIntegrator(Integrator):
 SEGMENT_RULES = ("left", "trapezoid", "gausslegendre")
 #: the most quadrature nodes per segment of a discrete path (each costs one gradient row per segment and path)
 MAX_SUBSTEPS = 1024
-#: the adaptive rule accepts a piece whose completeness error is within this many units of rounding (machine
-#: epsilon of the model's dtype times ``|f(a)| + |f(b)| + |trapezoid terms|_1``): below that the error estimate
-#: is rounding noise and bisecting only doubles the cost
-ADAPTIVE_RESOLUTION_ULPS = 64.0
+#: the adaptive rule's relative tolerance is at least this many machine epsilons of the model's output dtype
+#: (float32: 1.2e-7, float64: 2.2e-16): a smaller relative error is below what the dtype resolves
+ADAPTIVE_MIN_ULPS = 1.0
 
 
 def segment_nodes(rule: str, substeps: int) -> tuple[list[float], list[float]]:
@@ -508,8 +507,9 @@ class SegmentRule:
         substeps: nodes per segment, ``1 <= substeps <= MAX_SUBSTEPS``.
         adaptive: None, or a relative tolerance: every segment is integrated with the trapezoid rule and
             bisected, up to ``depth`` times, wherever its completeness error ``|df - 1/2 (g_a + g_b) . (b - a)|``
-            exceeds ``adaptive * |f(x)| / n_steps`` (floored at the rounding level of the model's dtype,
-            :data:`ADAPTIVE_RESOLUTION_ULPS`).
+            exceeds ``max(adaptive, ADAPTIVE_MIN_ULPS * eps) * |f(x)| / n_steps`` (``eps`` of the model's dtype)
+            and is smaller than the error of the piece it was cut from (a bisection that did not reduce the error
+            met rounding noise or cancellation: refining further only doubles the cost).
         depth: maximum bisection depth per segment.
     """
 

@@ -11,11 +11,12 @@ for exactly ``n_steps`` steps (no stopping rule, as the reference); ``GradCF^r =
 baseline. Every path (one per example x reference, a *row*) is independent, so rows are batched and chunked
 freely (``internal_batch_size`` = rows per forward call) with identical results.
 
-:class:`GradPathWalker` is the sequential path used by :class:`pathattr.IG2`: one forward per step captures the
-representation with a hook on the model (or calls the representation callable) and gives both the
-counterfactual gradient ``u_j`` and, on request, the target-output gradient ``g_j`` at the same point (two
-backward passes through the retained graph). :func:`gradpath` is the pure function that returns GradCF, the
-optional path points and the representation distance along each path.
+:class:`GradPath` is the :class:`~pathattr.paths.base.SequentialPath` that :class:`pathattr.IG2` integrates on the
+engine (:func:`pathattr.engine.integrate_sequential_path`): one forward per step captures the representation with
+a hook on the model (or calls the representation callable) and gives both the counterfactual gradient ``u_j`` and,
+on request, the target-output gradient ``g_j`` at the same point (two backward passes through the retained graph).
+:func:`gradpath` is the pure function that returns GradCF, the optional path points and the representation
+distance along each path.
 """
 
 from __future__ import annotations
@@ -23,16 +24,18 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from ..errors import InputValidationError, NonFiniteError
+from ..engine import walk_sequential_path
+from ..errors import InputValidationError, NoGradientError, NonFiniteError
 from ..forward import Cost as _Cost
 from ..forward import ModelFunction, TargetType, find_modules, model_guard, track_cost
 from ..planner import plan_chunks, planner_key, row_numel
+from .base import SequentialPath, StepEvaluation
 
 DistanceType = Callable[[Tensor, Tensor], Tensor]
 RepresentationType = nn.Module | str | Callable[[Tensor], Tensor]
@@ -243,25 +246,17 @@ def _check_finite_fast(t: Tensor, what: str) -> None:
         raise NonFiniteError(f"{what} contains NaN or inf; the model is not differentiable there.", "inputs")
 
 
-# ----------------------------------------------------------------------------------------------- the walker
-@dataclass
-class StepRecord:
-    """What one step of every path produced (rows = paths, in path order)."""
+# ----------------------------------------------------------------------------------------------- the path
+class GradPath(SequentialPath):
+    """``P`` GradPaths (examples x references) from the explicands to GradCF: the sequential path of IG2.
 
-    points: Tensor  #: ``[P, *S]`` gamma_j
-    next_points: Tensor  #: ``[P, *S]`` gamma_{j+1}
-    distance: Tensor  #: ``[P]`` D_r(gamma_j)
-    cf_norm: Tensor  #: ``[P]`` |u_j|
-    gradients: Tensor | None = None  #: ``[P, *S]`` grad f_c(gamma_j) (if requested)
-    outputs: Tensor | None = None  #: ``[P]`` f_c(gamma_j) (if requested)
-
-
-@dataclass
-class GradPathWalker:
-    """``P`` GradPaths advanced one fused step at a time (the sequential path of IG2).
+    Walks from the input end (``direction = -1``). Each step's evaluation is one forward per chunk that captures
+    the representation and gives the counterfactual gradient ``u_j`` (and, when the engine integrates, the target
+    gradient ``g_j`` at the same point: two backward passes through the retained graph); :meth:`advance` takes the
+    normalised, clipped descent step. The last point (GradCF) is evaluated with ``f_c``, the predicted class and
+    ``D_r`` (``extras["prediction"]``, ``extras["distance"]``).
 
     Args:
-        model: the bound forward function (counts cost; gathers per-example arguments and targets per row).
         capture: how the representation is obtained.
         start: ``[P, *S]`` explicand of every path (``gamma_0``).
         rho: ``[P, ...]`` representation of every path's reference (no graph).
@@ -271,29 +266,38 @@ class GradPathWalker:
         bounds: clip box or None.
         eps: normaliser floor.
         distance: ``(h, rho) -> [n]`` representation distance.
-        internal_batch_size: rows per forward call (None: the engine's automatic planner).
+        record_path: keep every point (``path``, ``K + 1`` tensors ``[P, *S]``).
+
+    Per step it records ``distances`` (``D_r(gamma_j)``), ``cf_norms`` (``|u_j|``) and, when the target was
+    evaluated, ``step_outputs`` (``f_c(gamma_j)``), each a list of ``[P]`` tensors.
     """
 
-    model: ModelFunction
-    capture: RepresentationCapture
-    start: Tensor
-    rho: Tensor
-    example_index: Tensor
-    n_steps: int
-    step_size: Tensor
-    bounds: tuple[float, float] | None
-    eps: float
-    distance: DistanceType = squared_l2
-    internal_batch_size: int | None = None
-    point: Tensor = field(init=False)
-    step: int = field(init=False, default=0)
+    direction = -1
 
-    def __post_init__(self) -> None:
-        self.point = self.start.detach().clone()
+    def __init__(
+        self, capture: RepresentationCapture, start: Tensor, rho: Tensor, example_index: Tensor, n_steps: int,
+        step_size: Tensor, bounds: tuple[float, float] | None, eps: float, distance: DistanceType = squared_l2,
+        record_path: bool = False,
+    ) -> None:
+        self.capture, self.rho, self.example, self.n_steps = capture, rho, example_index, n_steps
+        self.step_size, self.bounds, self.eps, self.distance = step_size, bounds, eps, distance
+        self.point = start.detach().clone()
+        self.dtype = start.dtype
+        self.step = 0
+        self.distances: list[Tensor] = []
+        self.cf_norms: list[Tensor] = []
+        self.step_outputs: list[Tensor] = []
+        self.path: list[Tensor] | None = [self.point] if record_path else None
 
     @property
     def n_paths(self) -> int:
-        return self.start.shape[0]
+        return self.point.shape[0]
+
+    def example_index(self, path_index: Tensor) -> Tensor:
+        return self.example[path_index]
+
+    def points(self, rows: Tensor | None) -> tuple[Tensor, ...]:
+        return (self.point if rows is None else self.point[rows],)
 
     def _distance(self, h: Tensor, rho: Tensor) -> Tensor:
         d = self.distance(h, rho)
@@ -303,91 +307,80 @@ class GradPathWalker:
             )
         return d
 
-    def advance(self, with_target: bool = True) -> StepRecord:
-        """One fused step of every path: one forward per chunk, ``u`` (and ``g`` if ``with_target``)."""
+    def evaluate(
+        self, model: ModelFunction, rows: Tensor, points: tuple[Tensor, ...], example_index: Tensor, gradient: bool,
+        final: bool,
+    ) -> StepEvaluation:
+        """One forward of a chunk: ``u`` and ``D_r`` (a step), or ``f_c``, prediction and ``D_r`` (GradCF); the
+        target gradient ``g`` if ``gradient``."""
+        rho = self.rho[rows]
+        if final:
+            z = points[0].detach()
+            with torch.set_grad_enabled(gradient):
+                if gradient:
+                    z = z.requires_grad_(True)
+                out, h = self.capture.forward(model, z, example_index)
+                values = model.select(out, example_index)
+                g = model.backward(values, (z,)) if gradient else None
+            pred = torch.full((z.shape[0],), -1, dtype=torch.long, device=z.device)
+            if isinstance(out, Tensor) and out.ndim == 2:
+                pred = out.detach().argmax(1)
+            return StepEvaluation(g, values.detach(), {"distance": self._distance(h.detach(), rho), "prediction": pred})
+        z = points[0].detach().requires_grad_(True)
+        out, h = self.capture.forward(model, z, example_index)
+        d = self._distance(h, rho)
+        u = self._cf_gradient(model, d, z, out, retain=gradient)
+        extras = {"cf_gradient": u, "distance": d.detach()}
+        if not gradient:
+            return StepEvaluation(None, None, extras)
+        values = model.select(out, example_index)
+        return StepEvaluation((self._target_gradient(model, values, z),), values.detach(), extras)
+
+    def advance(self, evaluation: StepEvaluation, rows: Tensor | None) -> tuple[Tensor, ...]:
+        """``gamma_{j+1} = clip(gamma_j - eta u_j / max(|u_j|, eps))``; returns ``gamma_j - gamma_{j+1}``."""
         if self.step >= self.n_steps:
             raise RuntimeError("GradPath has already taken all its steps")
-        n = self.n_paths
-        nxt = torch.empty_like(self.point)
-        dist = torch.empty(n, dtype=self.point.dtype, device=self.point.device)
-        norm = torch.empty_like(dist)
-        grads = torch.empty_like(self.point) if with_target else None
-        outs = torch.empty_like(dist) if with_target else None
-        key = planner_key(self.model, (self.point,), "ig2-step")
-        for a, b in plan_chunks(self.internal_batch_size, n, row_numel((self.point,)), key):
-            z = self.point[a:b].detach().requires_grad_(True)
-            ex = self.example_index[a:b]
-            out, h = self.capture.forward(self.model, z, ex)
-            d = self._distance(h, self.rho[a:b])
-            u = self._cf_gradient(d, z, retain=with_target)
-            g = values = None
-            if with_target:
-                values = self.model.select(out, ex)
-                g = self._target_gradient(values, z)
-            new, nrm = gradpath_step(z.detach(), u, self.step_size[a:b], self.bounds, self.eps)
-            if a == 0 and b == n:  # one chunk: keep the results, no copies
-                nxt, dist, norm = new, d.detach(), nrm
-                grads, outs = g, None if values is None else values.detach()
-                break
-            if g is not None:
-                grads[a:b] = g  # type: ignore[index]
-                outs[a:b] = values.detach()  # type: ignore[index,union-attr]
-            nxt[a:b] = new
-            dist[a:b] = d.detach()
-            norm[a:b] = nrm
-        record = StepRecord(self.point, nxt, dist, norm, grads, outs)
-        self.point = nxt
+        new, norm = gradpath_step(self.point, evaluation.extras["cf_gradient"], self.step_size, self.bounds, self.eps)
+        self.distances.append(evaluation.extras["distance"])
+        self.cf_norms.append(norm)
+        if evaluation.outputs is not None:
+            self.step_outputs.append(evaluation.outputs)
+        disp = self.point - new
+        self.point = new
         self.step += 1
-        return record
+        if self.path is not None:
+            self.path.append(new)
+        return (disp,)
 
-    def _target_gradient(self, values: Tensor, z: Tensor) -> Tensor:
+    def _target_gradient(self, model: ModelFunction, values: Tensor, z: Tensor) -> Tensor:
         """``grad f_c`` at ``z`` (second backward through the retained graph), checked for NaN / inf."""
         if not values.requires_grad:
-            return self.model.backward(values, (z,))[0]  # raises NoGradientError with the library's message
-        self.model.cost.backward_calls += 1
-        self.model.cost.backward_rows += int(z.shape[0])
+            return model.backward(values, (z,))[0]  # raises NoGradientError with the library's message
+        model.cost.backward_calls += 1
+        model.cost.backward_rows += int(z.shape[0])
         (g,) = torch.autograd.grad(values.sum(), z, allow_unused=True)
         if g is None:
-            return self.model.backward(values, (z,))[0]
+            return model.backward(values, (z,))[0]
         _check_finite_fast(g, f"GradPath step {self.step}: the gradient of the target output")
         return g
 
-    def _cf_gradient(self, d: Tensor, z: Tensor, retain: bool) -> Tensor:
-        if not d.requires_grad:  # the representation does not depend on z: every path stays put
-            return torch.zeros_like(z)
-        self.model.cost.backward_calls += 1
-        self.model.cost.backward_rows += int(z.shape[0])
+    def _cf_gradient(self, model: ModelFunction, d: Tensor, z: Tensor, out: Any, retain: bool) -> Tensor:
+        if not d.requires_grad:
+            if not (isinstance(out, Tensor) and out.requires_grad):
+                raise NoGradientError(
+                    "neither the representation nor the model output depends on `inputs` (no gradient flows back; "
+                    "is the model run under torch.no_grad() or torch.inference_mode(), or does it detach its "
+                    "inputs?); GradPath cannot move.",
+                    "inputs",
+                )
+            return torch.zeros_like(z)  # the representation does not depend on z: every path stays put
+        model.cost.backward_calls += 1
+        model.cost.backward_rows += int(z.shape[0])
         (u,) = torch.autograd.grad(d.sum(), z, retain_graph=retain, allow_unused=True)
         if u is None:
             return torch.zeros_like(z)
         _check_finite_fast(u, f"GradPath step {self.step}: the gradient of the representation distance")
         return u
-
-    def evaluate_end(self, with_gradient: bool) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
-        """At the current point (GradCF after ``n_steps`` steps): ``f_c`` ``[P]``, predicted class ``[P]`` (-1
-        for single-output models), ``D_r`` ``[P]`` and, if ``with_gradient``, ``grad f_c`` ``[P, *S]``."""
-        n = self.n_paths
-        outs = torch.empty(n, dtype=self.point.dtype, device=self.point.device)
-        dist = torch.empty_like(outs)
-        pred = torch.full((n,), -1, dtype=torch.long, device=self.point.device)
-        grads = torch.empty_like(self.point) if with_gradient else None
-        key = planner_key(self.model, (self.point,), "ig2-end")
-        for a, b in plan_chunks(self.internal_batch_size, n, row_numel((self.point,)), key):
-            ex = self.example_index[a:b]
-            z = self.point[a:b].detach()
-            with torch.set_grad_enabled(with_gradient):
-                if with_gradient:
-                    z = z.requires_grad_(True)
-                out, h = self.capture.forward(self.model, z, ex)
-                values = self.model.select(out, ex)
-                if with_gradient:
-                    (g,) = self.model.backward(values, (z,))
-                    grads[a:b] = g  # type: ignore[index]
-            outs[a:b] = values.detach()
-            dist[a:b] = self._distance(h.detach(), self.rho[a:b])
-            if isinstance(out, Tensor) and out.ndim == 2:
-                pred[a:b] = out.detach().argmax(1)
-        return outs, pred, dist, grads
 
 
 def representations(
@@ -484,31 +477,27 @@ def gradpath(
     cost = _Cost()
     model = ModelFunction(forward_func, batch, additional_forward_args, cost)
     with model_guard(forward_func, eval_mode), track_cost(cost, x.device):
-        model.resolve_target(target, (x,))
+        f_x = model.resolve_target(target, (x,))
         n = batch * r
         example = torch.arange(n, device=x.device) // r
         x_rows = x.repeat_interleave(r, 0)
         ref_rows = refs.expand(batch, *refs.shape[1:]).reshape(n, *x.shape[1:])
         rho = reference_representations(model, capture, refs, batch, internal_batch_size)
         eta = path_step_sizes(x_rows, ref_rows, n_steps, step_size)
-        walker = GradPathWalker(
-            model, capture, x_rows, rho, example, n_steps, eta, tuple(map(float, bounds)) if bounds else None,
-            float(eps) if eps is not None else default_eps(x.dtype), distance or squared_l2, internal_batch_size,
+        path = GradPath(
+            capture, x_rows, rho, example, n_steps, eta, tuple(map(float, bounds)) if bounds else None,
+            float(eps) if eps is not None else default_eps(x.dtype), distance or squared_l2, return_path,
         )
-        distances, points = [], [walker.point] if return_path else None
-        for _ in range(n_steps):
-            rec = walker.advance(with_target=False)
-            distances.append(rec.distance)
-            if points is not None:
-                points.append(rec.next_points)
-        outs, pred, d_end, _ = walker.evaluate_end(with_gradient=False)
-        distances.append(d_end)
+        end = walk_sequential_path(model, path, internal_batch_size, (x,), f_x.repeat_interleave(r)).end
+        assert end is not None
+        distances = [*path.distances, end.extras["distance"]]
+        outs, pred = end.outputs, end.extras["prediction"]
     shape = x.shape[1:]
     return GradPathResult(
-        gradcf=walker.point.reshape(batch, r, *shape),
+        gradcf=path.point.reshape(batch, r, *shape),
         distance=torch.stack(distances, 1).reshape(batch, r, n_steps + 1),
         step_size=eta.reshape(batch, r),
-        path=None if points is None else torch.stack(points, 1).reshape(batch, r, n_steps + 1, *shape),
+        path=None if path.path is None else torch.stack(path.path, 1).reshape(batch, r, n_steps + 1, *shape),
         outputs=outs.reshape(batch, r),
         predictions=pred.reshape(batch, r),
         cost=cost,
@@ -517,8 +506,8 @@ def gradpath(
 
 __all__ = [
     "DEFAULT_EPS",
+    "GradPath",
     "GradPathResult",
-    "GradPathWalker",
     "RepresentationCapture",
     "check_gradpath_arguments",
     "default_eps",
