@@ -15,6 +15,8 @@ def test_paper_order_is_class_interleaved_and_prefix_balanced():
     assert order == [0, 4, 6, 1, 5, 7, 2]
     assert paper_order(labels, 50) == [0, 4, 6, 1, 5, 7, 2, 8, 3]  # fewer explicands than asked: all of them
     assert sorted(labels[order[:3]].tolist()) == [0, 1, 2]
+    # classes in order of first appearance: one explicand per class keeps the family's order
+    assert paper_order(torch.tensor([7, 3, 9, 3]), 3) == [0, 1, 2]
 
 
 def test_paper_profile_methods_are_registered_and_in_issue_order():

@@ -108,6 +108,9 @@ class RunStats:
     compute_seconds: float = 0.0
     #: wall seconds of the whole run
     wall_seconds: float = 0.0
+    #: Ray only: seconds until every worker had loaded its family, then seconds of the dispatch loop
+    startup_seconds: float = 0.0
+    dispatch_seconds: float = 0.0
 
 
 def load_family(name: str, quick: bool = True, seed: int = 0, data_path: str | None = None,
@@ -351,14 +354,15 @@ def _limited(family: Family, limit: int) -> Family:
 
 
 def paper_order(labels: Tensor, n: int) -> list[int]:
-    """Up to ``n`` explicand positions taken class by class in turn (each class in its original order), so that
-    any prefix (a ``--limit`` piece) is as balanced over the classes as the data allows."""
+    """Up to ``n`` explicand positions taken class by class in turn (classes in order of first appearance, each
+    class's explicands in their original order), so that any prefix (a ``--limit`` piece) is as balanced over
+    the classes as the data allows, and a family with one explicand per class keeps its own order."""
     queues: dict[int, list[int]] = {}
     for i, c in enumerate(labels.tolist()):
         queues.setdefault(int(c), []).append(i)
     order: list[int] = []
     while len(order) < n and any(queues.values()):
-        for c in sorted(queues):
+        for c in queues:
             if queues[c] and len(order) < n:
                 order.append(queues[c].pop(0))
     return order
