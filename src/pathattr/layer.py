@@ -290,7 +290,8 @@ class LayerAttribution(AttributionMethod):
         params = inspect.signature(cls.explain).parameters
         self._takes_baselines = "baselines" in params
         self._takes_references = "references" in params
-        self._baselines_are_a_set = getattr(cls, "name", "") == "expected_gradients"
+        self._baselines_are_a_set = bool(getattr(cls, "baselines_are_reference_set", False)) or \
+            getattr(cls, "name", "") == "expected_gradients"
         self.has_delta = getattr(self.methods[False], "has_delta", True)
 
     @property
@@ -411,10 +412,10 @@ class LayerAttribution(AttributionMethod):
 
         Args:
             inputs: what the model takes (token ids ``[B, T]``, images, ...); a tuple for several inputs.
-            *args, **kwargs: the wrapped method's arguments (``target``, ``additional_forward_args``,
-                ``n_steps``, ``internal_batch_size``, IG2's ``references``, ...), plus
-                ``attribute_to_layer_input`` (overrides the constructor), ``layer_baselines`` and
-                ``layer_references`` (activation space).
+            *args: the wrapped method's positional arguments after ``inputs`` (e.g. IG2's ``references``).
+            **kwargs: the wrapped method's arguments (``target``, ``additional_forward_args``, ``n_steps``,
+                ``internal_batch_size``, ...), plus ``attribute_to_layer_input`` (overrides the constructor),
+                ``layer_baselines`` and ``layer_references`` (activation space).
 
         Returns:
             The wrapped method's :class:`~pathattr.result.Explanation` in activation space;

@@ -189,13 +189,13 @@ def plot_tokens(
     fig.set_size_inches(width + 0.4, height)
     for artist, x, ln in placed:
         artist.set_position(((0.2 + x) / (width + 0.4), 1 - (0.25 + (ln + 0.5) * line_h) / height))
-    cax = fig.add_axes((0.3, 0.55 / height, 0.4, 0.16 / height))
+    cax = fig.add_axes((0.03, 0.55 / height, 0.45, 0.16 / height))
     cb = fig.colorbar(ScalarMappable(norm=Normalize(-m, m), cmap=cmap), cax=cax, orientation="horizontal")
     cb.set_label("token score (sum over the embedding): red raises the class score, blue lowers it",
                  fontsize=fontsize * 0.7)
     cb.ax.tick_params(labelsize=fontsize * 0.65)
     if title:
-        fig.suptitle(title, fontsize=fontsize)
+        fig.suptitle(title, fontsize=fontsize, x=0.02, ha="left")
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=120, bbox_inches="tight")
