@@ -33,6 +33,7 @@ demo: $(VENV)/.demo
 test: $(VENV)/.dev
 	$(PY) -c "import importlib.util, torch; assert torch.__version__.startswith('2.13.0'), torch.__version__; assert importlib.util.find_spec('torchvision') is None, 'torchvision must not be installed'"
 	$(VENV)/bin/ruff check src tests benchmarks
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict -q
 	$(PY) -m pytest -q -x --timeout=600
 
 test-slow: $(VENV)/.dev
