@@ -77,3 +77,21 @@ def test_text_bar_without_tqdm(monkeypatch):
     with progress.progress_bar(total=2, desc="x", enabled=True, file=quiet, delay=60) as bar:
         bar.update(2)
     assert quiet.getvalue() == ""  # finished before the delay: nothing shown
+
+
+def test_optional_dependencies_stay_lazy():
+    """The core and these modules import with matplotlib, transformers and tqdm unavailable."""
+    import subprocess
+
+    code = (
+        "import sys\n"
+        "for name in ('matplotlib', 'transformers', 'tokenizers', 'tqdm'):\n"
+        "    sys.modules[name] = None\n"
+        "import pathattr, pathattr.layer, pathattr.nlp, pathattr.viz, pathattr.viz.text, pathattr.cli, "
+        "pathattr.progress\n"
+        "assert pathattr.progress.progress_bar(total=1, enabled=False) is pathattr.progress.NULL\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
