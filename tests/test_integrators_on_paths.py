@@ -235,3 +235,28 @@ def test_idgi_rejects_a_path_that_pauses_instead_of_mixing_paths():
     done.update(rows([0, 2], 2))
     out = done.result()[0]
     torch.testing.assert_close(out.sum(1), torch.tensor([2.0, 0.0, 2.0], dtype=torch.float64))
+
+
+def test_gradpath_records_steps_from_the_input_end_and_closes_at_gradcf(model, x):
+    # IG2's GradPath on the sequential engine: rows arrive from the input end, the baseline-end output (f at
+    # GradCF) is only known at the end, so Split IG's rows are replayed and every path gets an output-only close
+    from pathattr.methods.ig2 import IG2
+
+    refs = torch.rand(2, 2, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    kw = dict(target=2, n_steps=6, return_path=True, internal_batch_size=4)
+    rec = IG2(model, model.head, integrator=Recorder()).explain(x, refs, **kw)
+    plain = IG2(model, model.head).explain(x, refs, **kw)
+    torch.testing.assert_close(rec.attributions, plain.attributions, rtol=1e-12, atol=1e-16)  # same sum
+    info = rec.extras["info"]
+    assert info.direction == -1 and info.scale == 0.5
+    torch.testing.assert_close(info.start_outputs, rec.extras["gradcf_outputs"].flatten())  # f(GradCF), replayed
+    path = rec.extras["path"].flatten(0, 1)  # [P, K + 1, *S]
+    for p in range(6):
+        steps, grads, outs, disps = trace(rec.extras["rows"], p)
+        assert steps.tolist() == list(range(7))
+        torch.testing.assert_close(disps[:6], path[p, :6] - path[p, 1:], rtol=0, atol=0)  # gamma_j - gamma_{j+1}
+        torch.testing.assert_close(outs[:6], f_at(model, path[p, :6], 2), rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(outs[6], f_at(model, path[p, 6:], 2)[0], rtol=1e-12, atol=1e-12)
+        assert bool((grads[6] == 0).all()) and bool((disps[6] == 0).all())
+    split = IG2(model, model.head, integrator=SplitIntegrator(0.5, part="both")).explain(x, refs, **kw)
+    torch.testing.assert_close(split.attributions, plain.attributions, rtol=1e-12, atol=1e-14)

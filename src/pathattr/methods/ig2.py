@@ -207,14 +207,16 @@ class IG2(_GradPathMethod):
             1e-3 half): a zero counterfactual gradient gives a zero step, never NaN.
         substeps: integration nodes per path segment (the completeness remedy; 1 = the reference). The path
             (its direction and points) does not change; only ``grad f_c`` is evaluated at extra points inside
-            each straight segment, batched as extra rows.
+            each straight segment, batched as extra rows (at most ``MAX_SUBSTEPS`` = 1024).
         segment_rule: ``"left"`` (reference for ``substeps=1``; ``m - 1`` extra rows per segment),
             ``"trapezoid"`` (second order; ``m - 1`` extra rows per segment plus one gradient at GradCF) or
             ``"gausslegendre"`` (``m`` extra rows). Rules other than ``left``/1 need the Riemann integrator.
         adaptive: adaptive segment integration (the second remedy; None = off): every segment is integrated
             with the trapezoid rule and bisected, up to ``adaptive_depth`` times, wherever its completeness error
-            ``|f(a) - f(b) - 1/2 (g_a + g_b) . (a - b)|`` exceeds ``adaptive * |f_c(x)| / n_steps``; the path is
-            unchanged. ``extras["refined_pieces"]`` ``[B, R]`` counts the bisections (= extra gradient rows).
+            ``|f(a) - f(b) - 1/2 (g_a + g_b) . (a - b)|`` exceeds ``adaptive * |f_c(x)| / n_steps`` (``adaptive``
+            is floored at the machine epsilon of the output dtype, and a piece whose error did not shrink when it
+            was cut is accepted: rounding noise); the path is unchanged. ``extras["refined_pieces"]`` ``[B, R]``
+            counts the bisections (= extra gradient rows).
         adaptive_depth: maximum bisection depth per segment.
         internal_batch_size: maximum rows (paths) per forward call; results do not depend on it.
         return_path: keep every path point (``extras["path"]``, ``[B, R, K + 1, *S]``).

@@ -313,7 +313,7 @@ class GradPath(SequentialPath):
     ) -> StepEvaluation:
         """One forward of a chunk: ``u`` and ``D_r`` (a step), or ``f_c``, prediction and ``D_r`` (GradCF); the
         target gradient ``g`` if ``gradient``."""
-        rho = self.rho[rows]
+        rho = self.rho if rows.numel() == self.rho.shape[0] else self.rho[rows]  # every path: rows = arange
         if final:
             z = points[0].detach()
             with torch.set_grad_enabled(gradient):
