@@ -278,7 +278,7 @@ def _write_trec(path: Path, n_per_class: int, seed: int) -> None:
         for i in range(n_per_class):
             q = templates[i % len(templates)].format(a=_FILLER[rng.integers(len(_FILLER))],
                                                        b=_FILLER[rng.integers(len(_FILLER))].split()[-1])
-            lines.append(f"{coarse}:fine{i % 2} {q} ?")
+            lines.append(f"{coarse}:fine{i % 2} {q} {seed}x{i} ?")  # distinct questions (the reader drops repeats)
     order = rng.permutation(len(lines))
     path.write_bytes(("\n".join(lines[i] for i in order) + "\n").encode("latin-1"))
 

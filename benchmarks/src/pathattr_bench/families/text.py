@@ -245,11 +245,32 @@ def parse_trec(path: str | Path, fine: bool = False) -> tuple[list[str], list[st
     return questions, labels
 
 
+def dedupe_questions(questions: list[str], labels: list[str],
+                     drop: set[str] | None = None) -> tuple[list[str], list[str], int]:
+    """Keep the first occurrence of each question (compared with whitespace collapsed) and none that is in
+    ``drop`` (normalised the same way); returns ``(questions, labels, removed)``.
+
+    The 5,500-question TREC training file circulates with repeated lines (and repeated questions would otherwise
+    land on both sides of a split)."""
+    seen = set(drop or ())
+    out_q, out_l = [], []
+    for q, lab in zip(questions, labels):
+        key = " ".join(q.split())
+        if key in seen:
+            continue
+        seen.add(key)
+        out_q.append(q)
+        out_l.append(lab)
+    return out_q, out_l, len(questions) - len(out_q)
+
+
 def read_trec(path: str | Path, fine: bool = False, test_fraction: float = 0.1, seed: int = 0) -> TextDataset:
     """TREC question classification from a folder (``train_5500.label`` + ``TREC_10.label``) or one file.
 
-    With one file, a seeded stratified ``test_fraction`` is held out. Classes are the sorted label names seen in
-    training (held-out questions with an unseen label are an error).
+    Repeated questions are removed before anything else (:func:`dedupe_questions`): within each file, and
+    training questions that are also held-out questions. With one file, a seeded stratified ``test_fraction`` of
+    the distinct questions is held out. Classes are the sorted label names seen in training (held-out questions
+    with an unseen label are an error).
     """
     p = Path(path)
     if p.is_dir():
@@ -257,17 +278,19 @@ def read_trec(path: str | Path, fine: bool = False, test_fraction: float = 0.1, 
         if missing:
             raise FileNotFoundError(f"TREC folder {p} lacks {', '.join(missing)} (expected {TREC_TRAIN} and "
                                     f"{TREC_TEST}; or pass one .label file).")
-        tr_q, tr_l = parse_trec(p / TREC_TRAIN, fine)
-        te_q, te_l = parse_trec(p / TREC_TEST, fine)
-        how = f"{TREC_TRAIN} / {TREC_TEST}"
+        te_q, te_l, te_removed = dedupe_questions(*parse_trec(p / TREC_TEST, fine))
+        tr_q, tr_l, tr_removed = dedupe_questions(*parse_trec(p / TREC_TRAIN, fine),
+                                                  drop={" ".join(q.split()) for q in te_q})
+        how = (f"{TREC_TRAIN} / {TREC_TEST}; removed {tr_removed} repeated training and {te_removed} repeated "
+               "held-out questions")
     elif p.is_file():
-        q, lab = parse_trec(p, fine)
+        q, lab, removed = dedupe_questions(*parse_trec(p, fine))
         classes0 = sorted(set(lab))
         y0 = np.asarray([classes0.index(v) for v in lab])
         tr, te = st.stratified_split(y0, test_fraction, seed)
         tr_q, tr_l = [q[i] for i in tr], [lab[i] for i in tr]
         te_q, te_l = [q[i] for i in te], [lab[i] for i in te]
-        how = f"{p.name} with a seeded {test_fraction:.0%} held-out split"
+        how = f"{p.name} with a seeded {test_fraction:.0%} held-out split; removed {removed} repeated questions"
     else:
         raise FileNotFoundError(f"TREC data not found: {p} (expected a folder with {TREC_TRAIN} and {TREC_TEST}, "
                                 "or one .label file).")
