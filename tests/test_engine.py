@@ -207,6 +207,7 @@ def test_sequential_engine_segment_rules_and_integrators():
     adaptive, _ = _run(x, "riemann", segments=SegmentRule(adaptive=1e-6, depth=3))
     torch.testing.assert_close(adaptive.attributions[0], r.attributions[0], rtol=0, atol=1e-14)
     assert int(adaptive.extras["refined_pieces"].sum()) == 0  # trapezoid already exact: nothing to bisect
+    assert int(adaptive.extras["stalled_pieces"].sum()) == 0
     idgi, _ = _run(x, "idgi")  # streams from the input end; complete by construction
     torch.testing.assert_close(idgi.attributions[0].sum(1), _quadratic(x) - _quadratic(end), rtol=0, atol=1e-13)
     split, _ = _run(x, SplitIntegrator(0.5, part="both"))  # needs both ends: replayed at the end

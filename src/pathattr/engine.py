@@ -171,7 +171,9 @@ class SequentialResult:
     Attributes:
         attributions: per input ``[B, *S]``, the mean over each example's paths (None for a bare walk).
         per_path: Riemann integrator only: per input ``[n_paths, *S]``, each path's sum before the mean.
-        extras: the integrator's extras (and ``refined_pieces`` ``[n_paths]`` with an adaptive segment rule).
+        extras: the integrator's extras (with an adaptive segment rule also ``refined_pieces`` ``[n_paths]``, the
+            bisections, and ``stalled_pieces``, pieces accepted above the tolerance because cutting them did not
+            reduce their error).
         start_outputs: ``[n_paths]`` ``f`` at the baseline end of every path (``f(x)`` for inactive paths).
         end: the evaluation at the last point of the active paths (rows in path order), if one was made.
         end_rows: ``[n]`` the path index of each row of ``end``.
@@ -261,6 +263,7 @@ def integrate_sequential_path(
         relative = max(float(segments.adaptive), ADAPTIVE_MIN_ULPS * finfo.eps)  # type: ignore[arg-type]
         tol = (relative / path.n_steps) * scale[row_ids]
         refined = torch.zeros(n_rows, dtype=torch.long, device=device)
+        stalled = torch.zeros_like(refined)
     stream = None
     kept: list[Evaluation] = []
     info = None
@@ -286,8 +289,8 @@ def integrate_sequential_path(
             assert acc is not None
             if adaptive:
                 if previous is not None:
-                    walk.adaptive_segment(acc, refined, *previous, points, grads, ev.outputs, tol, segments.depth,
-                                          direction)
+                    walk.adaptive_segment(acc, refined, stalled, *previous, points, grads, ev.outputs, tol,
+                                          segments.depth, direction)
                 previous = (points, grads, ev.outputs)
                 continue
             if pending is not None:
@@ -320,11 +323,12 @@ def integrate_sequential_path(
         if pending is not None:
             _add_products(acc, end.gradients, pending)  # type: ignore[union-attr,arg-type]
         if previous is not None:
-            walk.adaptive_segment(acc, refined, *previous, path.points(rows), end.gradients,  # type: ignore[union-attr]
-                                  end.outputs, tol, segments.depth, direction)  # type: ignore[union-attr]
-            full = torch.zeros(n_paths, dtype=torch.long, device=device)
-            full[row_ids] = refined  # type: ignore[index]
-            extras["refined_pieces"] = full
+            walk.adaptive_segment(acc, refined, stalled, *previous, path.points(rows),  # type: ignore[arg-type]
+                                  end.gradients, end.outputs, tol, segments.depth, direction)  # type: ignore[union-attr]
+            for name, count in (("refined_pieces", refined), ("stalled_pieces", stalled)):
+                full = torch.zeros(n_paths, dtype=torch.long, device=device)
+                full[row_ids] = count  # type: ignore[index]
+                extras[name] = full
         per_path = tuple(acc)
         if rows is not None:
             per_path = tuple(torch.zeros((n_paths, *a.shape[1:]), dtype=a.dtype, device=a.device).index_copy_(
@@ -436,14 +440,15 @@ class _Walk:
                               [d[lo:hi] * w for d in disp])
                 off += hi - lo
 
-    def adaptive_segment(self, acc: list[Tensor], refined: Tensor, a: tuple[Tensor, ...], ga: tuple[Tensor, ...],
+    def adaptive_segment(self, acc: list[Tensor], refined: Tensor, stalled: Tensor, a: tuple[Tensor, ...],
+                         ga: tuple[Tensor, ...],
                          fa: Tensor, b: tuple[Tensor, ...], gb: tuple[Tensor, ...], fb: Tensor, tol: Tensor,
                          depth: int, direction: int) -> None:
         """Integrate the segments ``a -> b`` (one per row; ``a`` is where the walk was first) with the trapezoid
         rule, bisecting every piece whose completeness error ``|df - 1/2 (g_a + g_b) . d|`` exceeds its row's
         tolerance, level by level (all pieces of a level are one batch of gradient rows), at most ``depth`` times.
         A piece whose error is not smaller than that of the piece it was cut from is accepted (rounding noise or
-        cancellation: bisecting it again would not help).
+        cancellation: bisecting it again would not help); ``stalled`` counts those still above the tolerance.
 
         The error of an accepted piece is exactly its contribution to the completeness gap, so a path's gap is the
         sum of the errors of its accepted pieces.
@@ -459,7 +464,10 @@ class _Walk:
                 total = total + t.reshape(t.shape[0], -1).sum(1)
             df = ((fa - fb) if direction < 0 else (fb - fa)).to(torch.float64)
             err = (df - total).abs()
-            ok = (err <= tol[rows]) | (err >= parent) | (level == depth)
+            within = err <= tol[rows]
+            no_gain = ~within & (err >= parent)
+            ok = within | no_gain | (level == depth)
+            stalled.index_add_(0, rows[no_gain], torch.ones_like(rows[no_gain]))
             for acc_i, t in zip(acc, trap):
                 acc_i.index_add_(0, rows[ok], t[ok].to(acc_i.dtype))
             bad = (~ok).nonzero().squeeze(1)

@@ -15,7 +15,10 @@ Integrators are streaming accumulators, so memory never grows with the number of
 * :class:`SplitIntegrator` - Left / Split IG (Miglani et al., ICML 2020 WHI): the Riemann sum split at the
   first point where the output has covered ``ratio`` of ``f(x) - f(x')``.
 
-Quadrature rules for straight-line paths (:func:`quadrature`) use Captum's nodes and weights.
+Quadrature rules for straight-line paths (:func:`quadrature`) use Captum's nodes and weights. On the segments
+of a sequential path, :class:`SegmentRule` adds nodes inside every segment (left with substeps, trapezoid,
+Gauss-Legendre) or bisects adaptively (IG2's completeness remedies; used by
+:func:`pathattr.engine.integrate_sequential_path`).
 """
 
 from __future__ import annotations

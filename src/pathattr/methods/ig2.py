@@ -216,7 +216,8 @@ class IG2(_GradPathMethod):
             ``|f(a) - f(b) - 1/2 (g_a + g_b) . (a - b)|`` exceeds ``adaptive * |f_c(x)| / n_steps`` (``adaptive``
             is floored at the machine epsilon of the output dtype, and a piece whose error did not shrink when it
             was cut is accepted: rounding noise); the path is unchanged. ``extras["refined_pieces"]`` ``[B, R]``
-            counts the bisections (= extra gradient rows).
+            counts the bisections (= extra gradient rows), ``extras["stalled_pieces"]`` the pieces accepted above
+            the tolerance that way.
         adaptive_depth: maximum bisection depth per segment.
         internal_batch_size: maximum rows (paths) per forward call; results do not depend on it.
         return_path: keep every path point (``extras["path"]``, ``[B, R, K + 1, *S]``).
@@ -246,8 +247,9 @@ class IG2(_GradPathMethod):
             result_extras["cf_gradient_norms"] = torch.stack(path.cf_norms, 1).view(b, r, n_steps)
             if return_path:
                 result_extras["path"] = torch.stack(path.path, 1).reshape(b, r, n_steps + 1, *su.x.shape[1:])
-            if "refined_pieces" in run.extras:
-                run.extras["refined_pieces"] = run.extras["refined_pieces"].view(b, r)
+            for name in ("refined_pieces", "stalled_pieces"):
+                if name in run.extras:
+                    run.extras[name] = run.extras[name].view(b, r)
             result_extras.update(run.extras)
             hyper = self._hyper(su, n_steps=n_steps, step_size=step_size, bounds=bounds, **segments.describe(),
                                 internal_batch_size=internal_batch_size)
