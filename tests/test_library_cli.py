@@ -72,10 +72,12 @@ def test_explain_own_image_with_own_model(tmp_path, photo, capsys):
     (tmp_path / "tiny_model.py").write_text(_TINY_MODEL)
     out = tmp_path / "pics" / "ig.png"
     code = cli.main(["explain", str(photo), "--model", f"{tmp_path / 'tiny_model.py'}:build", "--method", "ig",
-                     "--steps", "8", "--size", "32", "--target", "dog", "--out", str(out)])
+                     "--steps", "8", "--size", "32", "--target", "dog", "--progress", "on", "--out", str(out)])
     assert code == 0
-    text = capsys.readouterr().out
+    captured = capsys.readouterr()
+    text = captured.out
     assert "class 1 'dog'" in text and "fwd rows" in text and "integrated_gradients" in text
+    assert "integrated_gradients" in captured.err and "row" in captured.err  # the progress bar (--progress on)
     assert out.stat().st_size > 5000
     saved = np.load(out.with_suffix(".npz"))
     assert saved["attributions"].shape == (3, 32, 32) and int(saved["target"]) == 1

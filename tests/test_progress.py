@@ -79,6 +79,27 @@ def test_text_bar_without_tqdm(monkeypatch):
     assert quiet.getvalue() == ""  # finished before the delay: nothing shown
 
 
+def test_model_calls_counts_rows_and_removes_its_hook():
+    import torch
+
+    import pathattr
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2)).eval()
+    out = io.StringIO()
+    with progress.model_calls(model, desc="ig", enabled=True, file=out, delay=0) as bar:
+        pathattr.IntegratedGradients(model).attribute(torch.randn(4, 3), target=0, n_steps=5,
+                                                      internal_batch_size=8)
+        rows = bar.n
+    assert rows >= 4 * 5  # every path row went through the model
+    assert "ig" in out.getvalue()
+    assert not model._forward_hooks
+    with progress.model_calls(model, enabled=False) as bar:
+        assert bar is progress.NULL and not model._forward_hooks
+    with pytest.raises(RuntimeError), progress.model_calls(model, enabled=True, file=io.StringIO()):
+        raise RuntimeError("boom")
+    assert not model._forward_hooks
+
+
 def test_optional_dependencies_stay_lazy():
     """The core and these modules import with matplotlib, transformers and tqdm unavailable."""
     import subprocess

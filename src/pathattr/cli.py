@@ -68,6 +68,8 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--kind", choices=("signed", "abs"), default="signed", help="map colours (default signed)")
     e.add_argument("--size", type=int, default=224, help="image side the model takes (default 224)")
     e.add_argument("--batch", type=int, default=None, help="internal_batch_size (default: automatic)")
+    e.add_argument("--progress", choices=("auto", "on", "off"), default="auto",
+                   help="a bar counting the model's rows: auto = on a terminal, after 2 s (default)")
     e.add_argument("--out", default=None,
                    help="output picture path (default out/explain_<input>_<method>.png); the .npz (and .html for "
                         "text) go beside it")
@@ -119,6 +121,10 @@ def _cost_table(rows: list[tuple[str, Any, float]]) -> str:
         rel = "-" if e.relative_delta is None else f"{float(e.relative_delta.max()):.4g}"
         lines.append(f"{name:<30}{seconds:>9.2f}{c.forward_rows:>10}{c.backward_rows:>10}{delta:>11}{rel:>11}")
     return "\n".join(lines)
+
+
+def _progress(args: argparse.Namespace) -> bool | str:
+    return {"on": True, "off": False}.get(args.progress, "auto")
 
 
 def _target(value: str | None, names: list[str] | None, n_classes: int) -> int | None:
@@ -320,8 +326,11 @@ def _explain_image(args: argparse.Namespace) -> int:
                 raise CLIError(f"could not choose other-class references: {err}") from None
     method = _build(name, model, args)
     pos, kw = _kwargs(method, name, args, x, refs, [c])
+    from .progress import model_calls
+
     t0 = time.perf_counter()
-    e = method.explain(x, *pos, **kw)
+    with model_calls(model, desc=name, enabled=_progress(args)):
+        e = method.explain(x, *pos, **kw)
     seconds = time.perf_counter() - t0
     attr = e.attribution_tuple[0][0].detach()
     png, npz = _out_paths(args, path.stem, name)
@@ -376,7 +385,7 @@ def _explain_text(args: argparse.Namespace) -> int:
         kw["internal_batch_size"] = args.batch
     t0 = time.perf_counter()
     try:
-        r = nlp.explain_text(model, tokenizer, text, method=name, target=target, **kw)
+        r = nlp.explain_text(model, tokenizer, text, method=name, target=target, progress=_progress(args), **kw)
     except Exception as err:
         from .errors import PathattrError
 

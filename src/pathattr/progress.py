@@ -19,17 +19,24 @@ How a method uses it (the hook for sequential paths, NoiseTunnel, metrics)::
 
     for chunk in track(chunks, desc="deletion", enabled=progress):   # or wrap an iterable
         ...
+
+Without touching a method, :func:`model_calls` shows the progress of any call by counting the rows that go
+through the model's forward (used by ``pathattr explain`` and :func:`pathattr.nlp.explain_text`)::
+
+    with model_calls(model, desc="ig2", enabled=True):
+        pathattr.IG2(model, model.classifier).explain(x, refs)
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any, TextIO, TypeVar
 
-__all__ = ["ProgressType", "is_enabled", "progress_bar", "track"]
+__all__ = ["ProgressType", "is_enabled", "model_calls", "progress_bar", "track"]
 
 ProgressType = bool | str | None
 T = TypeVar("T")
@@ -195,3 +202,35 @@ def _tracked(iterable: Iterable[T], bar: Any) -> Iterator[T]:
         for item in iterable:
             yield item
             bar.update(1)
+
+
+@contextlib.contextmanager
+def model_calls(
+    module: Any,
+    desc: str = "pathattr",
+    enabled: ProgressType = "auto",
+    total: int | None = None,
+    unit: str = "row",
+    file: TextIO | None = None,
+    delay: float | None = None,
+) -> Iterator[Any]:
+    """A bar that advances by the batch size of every forward call of ``module`` (an ``nn.Module``) inside the
+    block: progress for any method without changing it. The hook is removed on exit, also after errors; when
+    the bar is off (or ``module`` is not a module) no hook is registered."""
+    bar = progress_bar(total, desc, enabled, unit, file, delay)
+    register = getattr(module, "register_forward_hook", None)
+    if bar is NULL or register is None:
+        yield bar
+        return
+
+    def hook(mod: Any, args: tuple, output: Any) -> None:
+        first = args[0] if args else None
+        shape = getattr(first, "shape", None)
+        bar.update(int(shape[0]) if shape else 1)
+
+    handle = register(hook)
+    try:
+        with bar:
+            yield bar
+    finally:
+        handle.remove()
