@@ -186,3 +186,14 @@ def test_errors_name_the_argument(setup):
     twice = Twice().double()
     with pytest.raises(InputValidationError, match="more than once"):
         LayerIntegratedGradients(twice, twice.lin).attribute(torch.randn(2, 3, dtype=torch.float64), target=0)
+
+
+def test_progress_counts_the_model_rows(setup, capsys):
+    model, ids, mask = setup
+    lig = LayerIntegratedGradients(model, model.emb)
+    quiet = lig.attribute(ids, target=0, additional_forward_args=(mask,), n_steps=8)
+    loud = lig.attribute(ids, target=0, additional_forward_args=(mask,), n_steps=8, progress=True)
+    assert torch.equal(quiet, loud)
+    err = capsys.readouterr().err
+    assert "layer_integrated_gradients" in err and "row" in err
+    assert not any(m._forward_hooks for m in model.modules())

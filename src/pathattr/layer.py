@@ -415,16 +415,30 @@ class LayerAttribution(AttributionMethod):
             *args: the wrapped method's positional arguments after ``inputs`` (e.g. IG2's ``references``).
             **kwargs: the wrapped method's arguments (``target``, ``additional_forward_args``, ``n_steps``,
                 ``internal_batch_size``, ...), plus ``attribute_to_layer_input`` (overrides the constructor),
-                ``layer_baselines`` and ``layer_references`` (activation space).
+                ``layer_baselines`` and ``layer_references`` (activation space), and ``progress``
+                (``True``/``False``/``"auto"``: passed to the method if it takes it, else a bar counting the
+                model's rows, :func:`pathattr.progress.model_calls`).
 
         Returns:
             The wrapped method's :class:`~pathattr.result.Explanation` in activation space;
             ``extras["layer"]`` names the layer and its side.
         """
         to_input = kwargs.pop("attribute_to_layer_input", self.attribute_to_layer_input)
+        wrapper, method = self._wrappers[bool(to_input)], self.methods[bool(to_input)]
+        progress = None
+        if "progress" in kwargs and "progress" not in inspect.signature(method.explain).parameters:
+            progress = kwargs.pop("progress")  # the method has no bar of its own: count the model's rows
+        if progress is None:
+            return self._explain(wrapper, method, bool(to_input), inputs, args, kwargs)
+        from .progress import model_calls
+
+        with model_calls(wrapper, desc=self.name, enabled=progress):
+            return self._explain(wrapper, method, bool(to_input), inputs, args, kwargs)
+
+    def _explain(self, wrapper: _LayerForward, method: AttributionMethod, to_input: bool, inputs: TensorOrTuple,
+                 args: tuple, kwargs: dict[str, Any]) -> Explanation:
         layer_baselines = kwargs.pop("layer_baselines", None)
         layer_references = kwargs.pop("layer_references", None)
-        wrapper, method = self._wrappers[bool(to_input)], self.methods[bool(to_input)]
         items = inputs if isinstance(inputs, tuple) else (inputs,)
         if not items or not all(isinstance(t, Tensor) for t in items):
             raise InputValidationError("`inputs` must be a tensor or a tuple of tensors.", "inputs")

@@ -291,8 +291,8 @@ def explain_text(
         representation: IG2's representation (default: the input of ``model.classifier`` when it exists).
         max_length: truncation length for texts.
         method_options: constructor options of the method (``multiply_by_inputs``, ``integrator``, ...).
-        progress: ``True``, ``False`` or ``"auto"`` (a bar on a terminal once the call runs for 2 s): the rows
-            that go through the model (:func:`pathattr.progress.model_calls`).
+        progress: ``True``, ``False`` or ``"auto"`` (a bar on a terminal once the call runs for 2 s; see
+            :meth:`pathattr.layer.LayerAttribution.explain`).
         **explain_kwargs: the method's arguments (``n_steps``, ``internal_batch_size``, ...).
 
     Returns:
@@ -355,10 +355,7 @@ def explain_text(
                 kwargs["references"] = torch.stack(
                     [_align(tokenizer, r, {k: v[i:i + 1] for k, v in batch.items()})[0] for i, r in enumerate(refs)])
             extras["references"] = references
-    from .progress import model_calls
-
-    with model_calls(forward, desc=getattr(cls, "name", "explain"), enabled=progress):
-        expl = explainer.explain(ids, target=tgt, additional_forward_args=args, **kwargs)
+    expl = explainer.explain(ids, target=tgt, additional_forward_args=args, progress=progress, **kwargs)
     attr = expl.attributions if isinstance(expl.attributions, Tensor) else expl.attributions[0]
     per_token = attr.sum(-1) if attr.ndim == 3 else attr.reshape(attr.shape[0], attr.shape[1], -1).sum(-1)
     tokens, scores, special = [], [], []
