@@ -90,6 +90,10 @@ def test_explain_own_image_with_own_model(tmp_path, photo, capsys):
     code = cli.main(["explain", str(photo), "--model", f"{tmp_path / 'tiny_model.py'}:build", "--method",
                      "guided_ig", "--steps", "4", "--size", "32", "--kind", "abs", "--out", str(tmp_path / "g.png")])
     assert code == 0 and (tmp_path / "g.npz").exists()
+    for method in ("smoothgrad", "agi", "mfaba", "blur_ig"):
+        code = cli.main(["explain", str(photo), "--model", f"{tmp_path / 'tiny_model.py'}:build", "--method", method,
+                         "--steps", "3", "--size", "32", "--out", str(tmp_path / f"{method}.png")])
+        assert code == 0 and (tmp_path / f"{method}.npz").exists(), method
 
 
 def test_explain_errors_are_clear(tmp_path, photo, capsys):

@@ -28,7 +28,9 @@ from .methods.registry import METHODS
 
 #: short names accepted by ``--method`` besides the registry's
 ALIASES = {"ig": "integrated_gradients", "guided_ig": "guided_integrated_gradients",
-           "blur_ig": "blur_integrated_gradients", "eg": "expected_gradients", "smoothgrad": "noise_tunnel"}
+           "blur_ig": "blur_integrated_gradients", "eg": "expected_gradients", "noise_tunnel": "smoothgrad"}
+#: not in the registry (a wrapper): SmoothGrad = NoiseTunnel(Saliency)
+SMOOTHGRAD = "smoothgrad"
 
 
 class CLIError(Exception):
@@ -52,7 +54,8 @@ def _parser() -> argparse.ArgumentParser:
                         "[0, 1] to logits (or a (model, class_names) pair)")
     e.add_argument("--hf-model", default=None, help="a Hugging Face sequence-classifier directory: text mode")
     e.add_argument("--method", default="integrated_gradients",
-                   help=f"a registered method ({', '.join(METHODS)}) or a short name ({', '.join(ALIASES)})")
+                   help=f"a registered method ({', '.join(METHODS)}), smoothgrad (NoiseTunnel around Saliency) or a "
+                        f"short name ({', '.join(a for a in ALIASES if a != 'noise_tunnel')})")
     e.add_argument("--target", default=None, help="class index or name (default: the predicted class)")
     e.add_argument("--steps", type=int, default=None,
                    help="path steps / samples (default 32; IG2 family: 8 GradPath steps, integrated with adaptive "
@@ -100,9 +103,18 @@ def main(argv: list[str] | None = None) -> int:
 # ----------------------------------------------------------------------------------------------- helpers
 def _method_name(name: str) -> str:
     name = ALIASES.get(name, name)
-    if name not in METHODS:
-        raise CLIError(f"unknown --method {name!r}; choose from {', '.join(METHODS)} (or {', '.join(ALIASES)}).")
+    if name not in METHODS and name != SMOOTHGRAD:
+        raise CLIError(f"unknown --method {name!r}; choose from {', '.join(METHODS)}, {SMOOTHGRAD} "
+                       f"(or {', '.join(a for a in ALIASES if a != 'noise_tunnel')}).")
     return name
+
+
+def _needs_references(name: str) -> bool:
+    return name in METHODS and METHODS[name].needs_references
+
+
+def _label(name: str) -> str:
+    return "SmoothGrad" if name == SMOOTHGRAD else METHODS[name].cls.__name__
 
 
 def _out_paths(args: argparse.Namespace, stem: str, method: str) -> tuple[Path, Path]:
@@ -226,9 +238,9 @@ def _image_model(args: argparse.Namespace):
 def _build(name: str, model: Any, args: argparse.Namespace):
     import pathattr
 
-    cls = METHODS[name].cls
-    if name == "noise_tunnel":
+    if name == SMOOTHGRAD:
         return pathattr.NoiseTunnel(pathattr.Saliency(model))
+    cls = METHODS[name].cls
     if METHODS[name].needs_references:
         rep = args.representation or ("classifier" if hasattr(model, "classifier") else None)
         if rep is None:
@@ -258,7 +270,7 @@ def _options(args: argparse.Namespace, params: Any) -> dict[str, Any]:
 def _steps(args: argparse.Namespace, name: str) -> int:
     if args.steps is not None:
         return args.steps
-    return 8 if METHODS[name].needs_references else 32
+    return 8 if _needs_references(name) else 32
 
 
 def _kwargs(method: Any, name: str, args: argparse.Namespace, x: Any, refs: Any, target: Any) -> tuple[list, dict]:
@@ -267,7 +279,7 @@ def _kwargs(method: Any, name: str, args: argparse.Namespace, x: Any, refs: Any,
     steps = _steps(args, name)
     if "internal_batch_size" in params:
         kw["internal_batch_size"] = args.batch
-    if name == "noise_tunnel":
+    if name == SMOOTHGRAD:
         return [], {**kw, "nt_samples": steps, "generator": 0, **_options(args, params)}
     for key in ("n_steps", "n_samples"):
         if key in params:
@@ -313,12 +325,12 @@ def _explain_image(args: argparse.Namespace) -> int:
     print(f"{path.name}: {'predicted' if target is None else 'target'} class {c} '{label}' (p = {float(probs[c]):.3f})")
 
     refs = None
-    if METHODS[name].needs_references or name == "expected_gradients":
+    if _needs_references(name) or name == "expected_gradients":
         if args.references:
             refs = torch.cat([_read_image(Path(r), args.size) for r in args.references])
         elif pool is not None:
             refs = pool
-        if refs is not None and METHODS[name].needs_references:
+        if refs is not None and _needs_references(name):
             n = min(2, refs.shape[0])
             try:
                 refs = pathattr.references.other_class(model, x, refs, n_references=n, target=[c], generator=0)
@@ -339,7 +351,7 @@ def _explain_image(args: argparse.Namespace) -> int:
     from .viz.heatmap import plot_attribution
 
     plot_attribution(x[0], attr, kind=args.kind, class_name=label, probability=float(probs[c]),
-                     method=METHODS[name].cls.__name__, note=note, path=png)
+                     method=_label(name), note=note, path=png)
     np.savez_compressed(npz, attributions=attr.double().numpy(), image=x[0].numpy(), target=c, class_name=label,
                         method=name, n_steps=_steps(args, name),
                         convergence_delta=np.nan if e.convergence_delta is None else float(e.convergence_delta[0]))
@@ -373,9 +385,9 @@ def _explain_text(args: argparse.Namespace) -> int:
         target = int(args.target) if args.target.lstrip("-").isdigit() else args.target
     kw: dict[str, Any] = {}
     if name in ("integrated_gradients", "guided_integrated_gradients", "blur_integrated_gradients") or \
-            METHODS[name].needs_references:
+            _needs_references(name):
         kw["n_steps"] = _steps(args, name)
-    if METHODS[name].needs_references:
+    if _needs_references(name):
         if not args.references:
             raise CLIError(f"{name} needs --references: sentences of another class.")
         kw["references"] = list(args.references)
