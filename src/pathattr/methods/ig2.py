@@ -24,12 +24,17 @@ from ..errors import InputValidationError
 from ..forward import TargetType, TensorOrTuple
 from ..integrators import SEGMENT_RULES, Integrator, RiemannIntegrator, SegmentRule, get_integrator, segment_nodes
 from ..paths.gradpath import (
+    PAPER_DIM,
+    PAPER_ETA,
+    PAPER_SCALE,
+    STEP_RULES,
     DistanceType,
     GradPath,
     RepresentationCapture,
     RepresentationType,
     check_gradpath_arguments,
     default_eps,
+    equivalent_step_size,
     path_step_sizes,
     reference_representations,
     resolve_references,
@@ -82,7 +87,7 @@ class _GradPathMethod(AttributionMethod):
     def _setup(
         self, s: Session, references: Any, n_steps: int, step_size: float | None,
         bounds: tuple[float, float] | None, eps: float | None, internal_batch_size: int | None,
-        record_path: bool = False,
+        record_path: bool = False, step_rule: str = "fixed",
     ) -> _Setup:
         x = s.inputs[0]
         refs = resolve_references(x, references)
@@ -96,7 +101,7 @@ class _GradPathMethod(AttributionMethod):
         path = GradPath(
             self.capture, x_rows, rho, example, n_steps, eta,
             (float(bounds[0]), float(bounds[1])) if bounds is not None else None,
-            float(eps) if eps is not None else default_eps(x.dtype), self.distance, record_path,
+            float(eps) if eps is not None else default_eps(x.dtype), self.distance, record_path, step_rule,
         )
         return _Setup(x, refs, batch, r, example, ref_rows, path)
 
@@ -140,6 +145,104 @@ class _GradPathMethod(AttributionMethod):
         return extras
 
 
+# ----------------------------------------------------------------------------------------------- presets
+class _Auto:
+    """Marker of an :meth:`IG2.explain` argument left to the preset (or to the default settings)."""
+
+    def __repr__(self) -> str:
+        return "AUTO"
+
+
+#: an argument of :meth:`IG2.explain` that was not given: the preset's value, else :data:`DEFAULT_SETTINGS`'
+AUTO: Any = _Auto()
+
+#: the settings a preset resolves (every other argument keeps its own default)
+PRESET_KEYS = ("n_steps", "step_size", "bounds", "step_rule", "segment_rule", "substeps", "adaptive",
+               "adaptive_depth")
+
+#: the authors' notebook settings per family (spec ``shared/reference/ig2.md`` section 8; Zhuo & Ge's
+#: ``example_ImageNet.ipynb`` / ``example_TREC.ipynb`` / ``example_wafer.ipynb``): ``eta`` in the notebook's input
+#: units, converted by :func:`paper_preset` where the notebook's input scale is known. All use the fixed step,
+#: the left Riemann rule and no refinement; the representation (the input of the final linear layer) and the
+#: reference recipe (runner-up classes / other-class sentences / the normal class) are the caller's choice.
+PAPER_PRESETS: dict[str, dict[str, Any]] = {
+    "paper-imagenet": {"n_steps": 201, "eta": PAPER_ETA, "scale": PAPER_SCALE, "paper_dim": PAPER_DIM,
+                       "bounds": (0.0, 1.0)},
+    "paper-trec": {"n_steps": 501, "eta": 0.01, "scale": 1.0, "paper_dim": None, "bounds": None},
+    "paper-wafer": {"n_steps": 1001, "eta": 0.05, "scale": 1.0, "paper_dim": None, "bounds": (0.0, 1.0)},
+}
+
+#: the reference algorithm with the library's scale-free step (``|x - x^r| / n_steps``): the defaults of
+#: ``IG2.explain`` before the well-posed rule existed
+REFERENCE_SETTINGS: dict[str, Any] = {"n_steps": 201, "step_size": None, "bounds": None, "step_rule": "fixed",
+                                      "segment_rule": "left", "substeps": 1, "adaptive": None, "adaptive_depth": 6}
+
+#: pathattr's well-posed IG2 (docs/ig2.md, "Well-posed default"): a convergent path (damped Newton steps on the
+#: representation distance, capped at ``|x - x^r| / n_steps``), adaptive trapezoid segments (completeness gap
+#: about ``adaptive`` of ``|f_c(x)|``), at a third of the paper preset's steps
+WELLPOSED_SETTINGS: dict[str, Any] = {"n_steps": 64, "step_size": None, "bounds": None,
+                                      "step_rule": "damped_newton", "segment_rule": "trapezoid", "substeps": 1,
+                                      "adaptive": 0.02, "adaptive_depth": 6}
+
+#: what ``IG2.explain`` uses for an argument that neither the caller nor a preset sets
+DEFAULT_SETTINGS: dict[str, Any] = REFERENCE_SETTINGS
+
+PRESETS = (*PAPER_PRESETS, "wellposed", "reference")
+
+
+def paper_preset(name: str, input_shape: Any = None, bounds: Any = AUTO) -> dict[str, Any]:
+    """The keyword arguments of :meth:`IG2.explain` that run IG2 as the authors' notebook ``name`` does.
+
+    Args:
+        name: ``"paper-imagenet"`` (201 steps, ``eta = 512`` on 0..255 pixels of 299x299x3 converted to the same
+            per-feature RMS move on [0, 1] inputs of ``input_shape``: 1.504 at 3x224x224, bounds (0, 1)),
+            ``"paper-trec"`` (501 steps, ``eta = 0.01`` in embedding units, bounds: the caller's, the authors clip
+            to the min / max of the embedding matrix), ``"paper-wafer"`` (1001 steps, ``eta = 0.05``, bounds
+            (0, 1)); also ``"wellposed"`` and ``"reference"`` (:data:`WELLPOSED_SETTINGS`,
+            :data:`REFERENCE_SETTINGS`).
+        input_shape: the shape of one example (``[C, H, W]``, or a batch ``[B, C, H, W]`` with ``batch=True``
+            semantics: give ``x.shape[1:]``); needed by ``"paper-imagenet"`` to convert the step.
+        bounds: override the preset's clipping box (``(lo, hi)`` or None).
+
+    Returns:
+        ``{"n_steps", "step_size", "bounds", "step_rule", "segment_rule", "substeps", "adaptive",
+        "adaptive_depth"}``.
+    """
+    if name == "wellposed":
+        out = dict(WELLPOSED_SETTINGS)
+    elif name == "reference":
+        out = dict(REFERENCE_SETTINGS)
+    elif name in PAPER_PRESETS:
+        p = PAPER_PRESETS[name]
+        eta = p["eta"] / p["scale"]
+        if p["paper_dim"] is not None:
+            if input_shape is None:
+                raise InputValidationError(f"preset {name!r} needs `input_shape` to convert the step size.",
+                                           "input_shape")
+            dim = 1
+            for size in input_shape:
+                dim *= int(size)
+            eta = equivalent_step_size(dim, p["eta"], p["scale"], p["paper_dim"])
+        out = {"n_steps": p["n_steps"], "step_size": eta, "bounds": p["bounds"], "step_rule": "fixed",
+               "segment_rule": "left", "substeps": 1, "adaptive": None, "adaptive_depth": 6}
+    else:
+        raise InputValidationError(f"`preset` must be one of {PRESETS} or None, got {name!r}.", "preset")
+    if bounds is not AUTO:
+        out["bounds"] = bounds
+    return out
+
+
+def resolve_settings(preset: str | None, input_shape: Any, given: dict[str, Any]) -> dict[str, Any]:
+    """The settings of one call: explicit arguments (not :data:`AUTO`) over the preset over
+    :data:`DEFAULT_SETTINGS`."""
+    base = dict(DEFAULT_SETTINGS) if preset is None else paper_preset(preset, input_shape)
+    out = {k: (base[k] if given.get(k, AUTO) is AUTO else given[k]) for k in PRESET_KEYS}
+    if out["step_rule"] not in STEP_RULES:
+        raise InputValidationError(f"`step_rule` must be one of {STEP_RULES}, got {out['step_rule']!r}.",
+                                   "step_rule")
+    return out
+
+
 @register("ig2", paper="Zhuo & Ge, IEEE TPAMI 2024", needs_references=True, sequential=True)
 class IG2(_GradPathMethod):
     """IG2 (Zhuo & Ge, "IG2: Integrated Gradient on Iterative Gradient Path for Feature Attribution", IEEE TPAMI
@@ -154,8 +257,13 @@ class IG2(_GradPathMethod):
 
     which explains ``f_c(x) - mean_r f_c(GradCF^r)`` (the convergence delta is exactly the gap to it). One
     forward per step gives both gradients (two backward passes through the retained graph); rows (examples x
-    references) are batched and chunked by ``internal_batch_size`` with identical results; the path is not kept
-    unless ``return_path=True``.
+    references) are batched and chunked by ``internal_batch_size`` (results agree to float round-off, which the
+    reference's fixed step amplifies on real networks: docs/ig2.md); the path is not kept unless
+    ``return_path=True``.
+
+    ``preset="paper-imagenet" | "paper-trec" | "paper-wafer"`` runs the authors' notebook settings
+    (:func:`paper_preset`), ``preset="wellposed"`` pathattr's convergent, complete variant; explicit arguments
+    override the preset, and ``hyperparameters`` records the preset and the resolved settings.
 
     Args:
         forward_func: model or callable returning ``[B]`` or ``[B, C]`` (logits: ``f_c`` is a logit).
@@ -179,17 +287,19 @@ class IG2(_GradPathMethod):
         references: Any,
         target: TargetType = None,
         additional_forward_args: Any = None,
-        n_steps: int = 201,
-        step_size: float | None = None,
-        bounds: tuple[float, float] | None = None,
+        n_steps: int = AUTO,
+        step_size: float | None = AUTO,
+        bounds: tuple[float, float] | None = AUTO,
         eps: float | None = None,
-        substeps: int = 1,
-        segment_rule: str = "left",
-        adaptive: float | None = None,
-        adaptive_depth: int = 6,
+        substeps: int = AUTO,
+        segment_rule: str = AUTO,
+        adaptive: float | None = AUTO,
+        adaptive_depth: int = AUTO,
         internal_batch_size: int | None = None,
         return_path: bool = False,
         return_gradcf: bool = True,
+        step_rule: str = AUTO,
+        preset: str | None = None,
     ) -> Explanation:
         """Args:
         inputs: ``[B, *S]`` tensor (images ``[B, C, H, W]``, tabular ``[B, d]``, embeddings ``[B, L, E]``;
@@ -199,7 +309,9 @@ class IG2(_GradPathMethod):
         target: int, list / 1-D tensor of B ints, callable on the output, or None (predicted class); fixed
             for the whole path.
         additional_forward_args: extra ``forward_func`` arguments (per-example tensors have dim 0 = B).
-        n_steps: ``K``, GradPath steps (reference: 201 on ImageNet).
+        n_steps: ``K``, GradPath steps (reference: 201 on ImageNet). This argument and ``step_size``, ``bounds``,
+            ``step_rule``, ``segment_rule``, ``substeps``, ``adaptive``, ``adaptive_depth``: when not given
+            (:data:`AUTO`), the ``preset``'s value, else :data:`DEFAULT_SETTINGS`.
         step_size: ``eta``, the L2 length of every unclipped step over all features of a row (the paper's
             absolute step); None: ``|x - x^r|_2 / n_steps`` per reference (path length = straight distance).
         bounds: ``(lo, hi)``: every path point is clipped to the box (e.g. ``(0, 1)`` for images).
@@ -219,9 +331,17 @@ class IG2(_GradPathMethod):
             counts the bisections (= extra gradient rows), ``extras["stalled_pieces"]`` the pieces accepted above
             the tolerance that way.
         adaptive_depth: maximum bisection depth per segment.
-        internal_batch_size: maximum rows (paths) per forward call; results do not depend on it.
+        internal_batch_size: maximum rows (paths) per forward call; results depend on it only through float
+            round-off (which the ``"fixed"`` step rule can amplify along the path on real networks).
         return_path: keep every path point (``extras["path"]``, ``[B, R, K + 1, *S]``).
         return_gradcf: put GradCF (``[B, R, *S]``) in ``extras["gradcf"]``.
+        step_rule: ``"fixed"`` (the reference: every unclipped step has length ``eta``, the path oscillates
+            around the representation minimum) or ``"damped_newton"`` (length ``min(cap, D / |u|)``, the cap
+            starting at ``eta`` and halved for a path whenever its distance went up: the path converges). With
+            either rule a path whose representation difference is float noise stays where it is
+            (``extras["stopped"]``).
+        preset: None, a name of :data:`PRESETS` (``"paper-imagenet"``, ``"paper-trec"``, ``"paper-wafer"``,
+            ``"wellposed"``, ``"reference"``): see :func:`paper_preset`.
 
         Extras: ``gradcf``, ``gradcfe`` (``x - mean_r GradCF^r``, ``[B, *S]``), ``gradcf_outputs`` /
         ``gradcf_predictions`` ``[B, R]``, ``counterfactual_valid``
@@ -231,12 +351,20 @@ class IG2(_GradPathMethod):
         ``[B, R, K]``, ``completeness_gap`` / ``relative_completeness_gap`` ``[B]`` (= the convergence delta),
         ``reference_indices`` / ``reference_classes`` for a ReferenceSet, and the integrator's extras.
         """
-        check_gradpath_arguments(n_steps, step_size, bounds, eps)
         self._check_single(inputs)
-        segments = SegmentRule(segment_rule, substeps, adaptive, adaptive_depth)
+        shape = tuple(inputs.shape[1:]) if isinstance(inputs, Tensor) else None
+        given = {"n_steps": n_steps, "step_size": step_size, "bounds": bounds, "step_rule": step_rule,
+                 "segment_rule": segment_rule, "substeps": substeps, "adaptive": adaptive,
+                 "adaptive_depth": adaptive_depth}
+        settings = resolve_settings(preset, shape, given)
+        n_steps, step_size, bounds = settings["n_steps"], settings["step_size"], settings["bounds"]
+        check_gradpath_arguments(n_steps, step_size, bounds, eps)
+        segments = SegmentRule(settings["segment_rule"], settings["substeps"], settings["adaptive"],
+                               settings["adaptive_depth"])
         segments.check(self.integrator)
         with self.session(inputs, target, additional_forward_args) as s:
-            su = self._setup(s, references, n_steps, step_size, bounds, eps, internal_batch_size, return_path)
+            su = self._setup(s, references, n_steps, step_size, bounds, eps, internal_batch_size, return_path,
+                             settings["step_rule"])
             run = integrate_sequential_path(s.model, su.path, self.integrator, internal_batch_size, s.inputs,
                                             s.outputs[su.example], segments)
             (attr,), end, path = run.attributions, run.end, su.path
@@ -251,8 +379,11 @@ class IG2(_GradPathMethod):
                 if name in run.extras:
                     run.extras[name] = run.extras[name].view(b, r)
             result_extras.update(run.extras)
-            hyper = self._hyper(su, n_steps=n_steps, step_size=step_size, bounds=bounds, **segments.describe(),
+            hyper = self._hyper(su, preset=preset, n_steps=n_steps, step_size=step_size,
+                                bounds=bounds,
+                                step_rule=settings["step_rule"], **segments.describe(),
                                 internal_batch_size=internal_batch_size)
+            result_extras["stopped"] = path.stopped.view(b, r)
             baseline_out = end.outputs.view(b, r).mean(1)
             out = s.explanation((attr.to(su.x.dtype),), hyper, baseline_outputs=baseline_out, extras=result_extras)
             out.extras["completeness_gap"] = out.convergence_delta
@@ -398,4 +529,21 @@ def gradcf_ig(forward_func: Callable[..., Any], inputs: TensorOrTuple, reference
     return _functional(GradCFIG, forward_func, inputs, references, kwargs)
 
 
-__all__ = ["SEGMENT_RULES", "GradCFIG", "GradPathIG", "IG2", "gradcf_ig", "gradpath_ig", "ig2", "segment_nodes"]
+__all__ = [
+    "AUTO",
+    "DEFAULT_SETTINGS",
+    "PAPER_PRESETS",
+    "PRESETS",
+    "REFERENCE_SETTINGS",
+    "SEGMENT_RULES",
+    "WELLPOSED_SETTINGS",
+    "GradCFIG",
+    "GradPathIG",
+    "IG2",
+    "gradcf_ig",
+    "gradpath_ig",
+    "ig2",
+    "paper_preset",
+    "resolve_settings",
+    "segment_nodes",
+]

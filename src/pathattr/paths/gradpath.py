@@ -7,9 +7,12 @@ from the explicand ``x`` towards each reference ``x^r``::
     gamma_0 = x
     gamma_{j+1} = clip_[lo, hi](gamma_j - eta * u_j / max(|u_j|_2, eps)),   u_j = grad_z D_r(gamma_j)
 
-for exactly ``n_steps`` steps (no stopping rule, as the reference); ``GradCF^r = gamma_K`` is the counterfactual
-baseline. Every path (one per example x reference, a *row*) is independent, so rows are batched and chunked
-freely (``internal_batch_size`` = rows per forward call) with identical results.
+for exactly ``n_steps`` steps (``step_rule="fixed"``, the reference; ``"damped_newton"`` is pathattr's convergent
+rule, see :data:`STEP_RULES`); ``GradCF^r = gamma_K`` is the counterfactual baseline. A path whose representation
+difference is float noise stops where it is (:func:`at_noise_floor`). Every path (one per example x reference, a
+*row*) is independent, so rows are batched and chunked freely (``internal_batch_size`` = rows per forward call);
+different chunkings round differently, so results agree to float round-off, amplified along the path by the
+fixed rule on real networks (docs/ig2.md).
 
 :class:`GradPath` is the :class:`~pathattr.paths.base.SequentialPath` that :class:`pathattr.IG2` integrates on the
 engine (:func:`pathattr.engine.integrate_sequential_path`): one forward per step captures the representation with
@@ -47,6 +50,27 @@ DEFAULT_EPS = {torch.float64: 1e-12, torch.float32: 1e-6, torch.float16: 1e-3, t
 def default_eps(dtype: torch.dtype) -> float:
     """The ``eps`` used for ``dtype`` when none is given: 1e-12 (float64), 1e-6 (float32), 1e-3 (half)."""
     return DEFAULT_EPS.get(dtype, 1e-6)
+
+
+#: step rules of GradPath: ``"fixed"`` (the reference: every unclipped step has length ``eta``) and
+#: ``"damped_newton"`` (pathattr's well-posed rule: length ``min(cap, D / |u|)``, a Newton step on the distance,
+#: with the cap ``eta`` halved for a path whenever its distance went up, so the path converges instead of
+#: oscillating around the representation minimum)
+STEP_RULES = ("fixed", "damped_newton")
+
+#: a path stops (stays exactly where it is, for good) once its representation difference is float noise:
+#: ``|phi(z) - rho|_2 <= NOISE_FLOOR_ULPS * eps_dtype * (|phi(z)|_2 + |rho|_2)`` (issue 14 item 3: with a reference
+#: equal to the explicand the difference is ~1e-17 of round-off, which a normalised step would blow up to eta)
+NOISE_FLOOR_ULPS = 256.0
+
+
+def at_noise_floor(h: Tensor, rho: Tensor, ulps: float = NOISE_FLOOR_ULPS) -> Tensor:
+    """``[n]`` bool: the representation difference of each row is at the float noise of ``h``'s dtype."""
+    n = h.shape[0]
+    h64, rho64 = h.detach().reshape(n, -1).to(torch.float64), rho.detach().reshape(n, -1).to(torch.float64)
+    diff = torch.linalg.vector_norm(h64 - rho64, dim=1)
+    scale = torch.linalg.vector_norm(h64, dim=1) + torch.linalg.vector_norm(rho64, dim=1)
+    return diff <= ulps * torch.finfo(h.dtype).eps * scale
 
 
 def squared_l2(h: Tensor, rho: Tensor) -> Tensor:
@@ -166,7 +190,8 @@ class RepresentationCapture:
 
 # ----------------------------------------------------------------------------------------------- one step
 def gradpath_step(
-    points: Tensor, cf_gradients: Tensor, step_size: Tensor | float, bounds: tuple[float, float] | None, eps: float
+    points: Tensor, cf_gradients: Tensor, step_size: Tensor | float, bounds: tuple[float, float] | None, eps: float,
+    distance: Tensor | None = None, frozen: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """One GradPath step for ``n`` rows (pure function).
 
@@ -176,16 +201,27 @@ def gradpath_step(
         step_size: ``eta``, a float or ``[n]`` (L2 length of an unclipped step, over all features of a row).
         bounds: ``(lo, hi)`` box the new points are clipped to, or None.
         eps: ``W = max(|u|_2, eps)``; a zero gradient gives a zero step.
+        distance: ``[n]`` ``D_r(gamma_j)``: if given, the step length is ``min(eta, D / |u|)`` (a Newton step on
+            ``D``: the first-order model ``D - t |u|`` reaches 0 at ``t = D / |u|``); None: ``eta`` (reference).
+        frozen: ``[n]`` bool, rows that do not move at all (``gamma_{j+1} = gamma_j`` exactly).
 
     Returns:
         ``gamma_{j+1}`` ``[n, *S]`` and ``|u_j|_2`` ``[n]``.
     """
     n = points.shape[0]
     norm = torch.linalg.vector_norm(cf_gradients.reshape(n, -1), dim=1)
-    scale = torch.as_tensor(step_size, dtype=norm.dtype, device=norm.device) / norm.clamp_min(eps)
+    eta = torch.as_tensor(step_size, dtype=norm.dtype, device=norm.device)
+    if distance is not None:
+        newton = distance.detach().to(norm.dtype).clamp_min(0) / norm.clamp_min(torch.finfo(norm.dtype).tiny)
+        eta = torch.minimum(eta, newton)
+    scale = eta / norm.clamp_min(eps)
+    if frozen is not None:
+        scale = scale.masked_fill(frozen, 0.0)
     new = points - cf_gradients * scale.view(-1, *([1] * (points.ndim - 1))).to(points.dtype)
     if bounds is not None:
         new = new.clamp(bounds[0], bounds[1])
+    if frozen is not None and bool(frozen.any()):
+        new = torch.where(frozen.view(-1, *([1] * (points.ndim - 1))), points, new)
     return new, norm
 
 
@@ -267,6 +303,11 @@ class GradPath(SequentialPath):
         eps: normaliser floor.
         distance: ``(h, rho) -> [n]`` representation distance.
         record_path: keep every point (``path``, ``K + 1`` tensors ``[P, *S]``).
+        step_rule: ``"fixed"`` (reference: length ``eta``) or ``"damped_newton"`` (length ``min(cap, D / |u|)``,
+            the cap starting at ``eta`` and halved for a path each time its distance increased).
+
+    Every rule stops a path for good once its representation difference is float noise
+    (:func:`at_noise_floor`): such a path stays exactly where it is (``stopped``).
 
     Per step it records ``distances`` (``D_r(gamma_j)``), ``cf_norms`` (``|u_j|``) and, when the target was
     evaluated, ``step_outputs`` (``f_c(gamma_j)``), each a list of ``[P]`` tensors.
@@ -277,8 +318,14 @@ class GradPath(SequentialPath):
     def __init__(
         self, capture: RepresentationCapture, start: Tensor, rho: Tensor, example_index: Tensor, n_steps: int,
         step_size: Tensor, bounds: tuple[float, float] | None, eps: float, distance: DistanceType = squared_l2,
-        record_path: bool = False,
+        record_path: bool = False, step_rule: str = "fixed",
     ) -> None:
+        if step_rule not in STEP_RULES:
+            raise InputValidationError(f"`step_rule` must be one of {STEP_RULES}, got {step_rule!r}.", "step_rule")
+        self.step_rule = step_rule
+        self.cap = step_size.clone()  # damped_newton: eta per path, halved whenever its distance went up
+        self.previous_distance: Tensor | None = None
+        self.stopped = torch.zeros(start.shape[0], dtype=torch.bool, device=start.device)
         self.capture, self.rho, self.example, self.n_steps = capture, rho, example_index, n_steps
         self.step_size, self.bounds, self.eps, self.distance = step_size, bounds, eps, distance
         self.point = start.detach().clone()
@@ -330,7 +377,7 @@ class GradPath(SequentialPath):
         out, h = self.capture.forward(model, z, example_index)
         d = self._distance(h, rho)
         u = self._cf_gradient(model, d, z, out, retain=gradient)
-        extras = {"cf_gradient": u, "distance": d.detach()}
+        extras = {"cf_gradient": u, "distance": d.detach(), "at_floor": at_noise_floor(h, rho)}
         if not gradient:
             return StepEvaluation(None, None, extras)
         values = model.select(out, example_index)
@@ -340,8 +387,17 @@ class GradPath(SequentialPath):
         """``gamma_{j+1} = clip(gamma_j - eta u_j / max(|u_j|, eps))``; returns ``gamma_j - gamma_{j+1}``."""
         if self.step >= self.n_steps:
             raise RuntimeError("GradPath has already taken all its steps")
-        new, norm = gradpath_step(self.point, evaluation.extras["cf_gradient"], self.step_size, self.bounds, self.eps)
-        self.distances.append(evaluation.extras["distance"])
+        d = evaluation.extras["distance"]
+        self.stopped = self.stopped | evaluation.extras["at_floor"]
+        newton = None
+        if self.step_rule == "damped_newton":
+            if self.previous_distance is not None:
+                self.cap = torch.where(d > self.previous_distance, self.cap * 0.5, self.cap)
+            self.previous_distance = d
+            newton = d
+        new, norm = gradpath_step(self.point, evaluation.extras["cf_gradient"], self.cap, self.bounds, self.eps,
+                                  newton, self.stopped)
+        self.distances.append(d)
         self.cf_norms.append(norm)
         if evaluation.outputs is not None:
             self.step_outputs.append(evaluation.outputs)
@@ -459,11 +515,13 @@ def gradpath(
     internal_batch_size: int | None = None,
     return_path: bool = False,
     eval_mode: bool = True,
+    step_rule: str = "fixed",
 ) -> GradPathResult:
     """GradPath search alone (no attribution): GradCF, the distance along each path and optionally the path.
 
     Each step costs one forward and one backward per row (the target gradient is not needed here). Arguments
-    as in :meth:`pathattr.IG2.explain`; ``target`` only selects the output reported at GradCF.
+    as in :meth:`pathattr.IG2.explain` (``step_rule`` defaults to the reference's ``"fixed"`` here); ``target``
+    only selects the output reported at GradCF.
     """
     check_gradpath_arguments(n_steps, step_size, bounds, eps)
     if isinstance(inputs, tuple):
@@ -487,6 +545,7 @@ def gradpath(
         path = GradPath(
             capture, x_rows, rho, example, n_steps, eta, tuple(map(float, bounds)) if bounds else None,
             float(eps) if eps is not None else default_eps(x.dtype), distance or squared_l2, return_path,
+            step_rule,
         )
         end = walk_sequential_path(model, path, internal_batch_size, (x,), f_x.repeat_interleave(r)).end
         assert end is not None
@@ -508,9 +567,13 @@ __all__ = [
     "DEFAULT_EPS",
     "GradPath",
     "GradPathResult",
+    "NOISE_FLOOR_ULPS",
     "RepresentationCapture",
+    "STEP_RULES",
+    "at_noise_floor",
     "check_gradpath_arguments",
     "default_eps",
+    "equivalent_step_size",
     "gradpath",
     "gradpath_step",
     "squared_l2",
