@@ -144,3 +144,18 @@ def test_arguments_are_validated():
     # class form
     res = pm.Stability(perturbations=("noise",))(sal, x, target=0)
     assert res.scores.shape == (2,)
+
+
+def test_values_below_the_resolution_are_ties():
+    ref = torch.tensor([[3.0, 2.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0]], dtype=torch.float64)
+    tiny = torch.tensor([[3.0, 2.0, 1.0, 2e-7, -1e-7, 3e-7, -2e-7, 1e-7]], dtype=torch.float64)  # round-off level
+
+    def explain(x, target, internal_batch_size=None):
+        return tiny.clone()
+
+    kw = {"target": 0, "attributions": ref, "perturbations": ("chunking",), "top_k": 3}
+    snapped = pm.stability(explain, torch.zeros(1, 8), **kw)
+    assert float(snapped.spearman[0, 0]) == 1.0 and float(snapped.top_k_overlap[0, 0]) == 1.0
+    raw = pm.stability(explain, torch.zeros(1, 8), resolution=0.0, **kw)
+    assert float(raw.spearman[0, 0]) < 0.95  # the order of the round-off values counts without a resolution
+    assert float(raw.pearson[0, 0]) > 1 - 1e-12

@@ -46,7 +46,8 @@ def test_full_run_stores_every_metric_once(reference_table):
     for r in table:
         per_method.setdefault(r[2], set()).add(r[5])
         assert math.isfinite(r[7]), r
-    assert per_method["saliency"] == {"insertion", "deletion", "diffid", "gt_auroc", "gt_ap", "gt_topk", "cost_passes"}
+    assert per_method["saliency"] == {"insertion", "deletion", "diffid", "gt_auroc", "gt_ap", "gt_topk", "cost_passes",
+                                      *gr.STABILITY_NAMES}
     assert per_method["ig2"] == per_method["saliency"] | {"completeness_abs", "completeness_rel"}
     # every (method, metric) has all N examples
     counts = {}
@@ -192,6 +193,38 @@ def test_registry_errors_are_clear():
         run(["synthetic"], ["nope"], db=":memory:")
     with pytest.raises(KeyError, match="unknown family"):
         load_family("nofamily")
+
+
+def test_harness_methods_come_from_the_library_registry():
+    from pathattr.methods.registry import METHODS as LIBRARY
+
+    for name, spec in mr.METHODS.items():
+        assert spec.method in LIBRARY, name  # every harness entry names a registered library method
+        assert spec.available() and spec.entry.cls is LIBRARY[spec.method].cls
+    covered = {spec.method for spec in mr.METHODS.values()}
+    # every library method is benchmarked (Input x Gradient: not in the IG2 paper's comparison)
+    assert set(LIBRARY) - covered <= {"input_x_gradient"}, set(LIBRARY) - covered
+    # a method the installed library does not register is unavailable, with its name in the error
+    ghost = mr.MethodSpec("ghost", "Ghost", lambda f, q: {}, lambda *a: None, method="ghost_method")
+    assert not ghost.available()
+    with pytest.raises(mr.MethodUnavailable, match="ghost_method"):
+        ghost.entry  # noqa: B018
+    for module in (mr, gr):  # fixed names are imported, not looked up by string
+        assert "importlib" not in Path(module.__file__).read_text()
+
+
+def test_stability_is_reported_for_every_method(reference_table):
+    _, table, _ = reference_table
+    names = {(r[2], r[5]) for r in table}
+    for method in METHODS:
+        for metric in gr.STABILITY_NAMES:
+            assert (method, metric) in names, (method, metric)
+    assert all(gr.DIRECTIONS[m] == "higher" for m in gr.STABILITY_NAMES)
+    vals = [r[7] for r in table if r[5] in gr.STABILITY_NAMES]
+    assert all(-1.0 <= v <= 1.0 for v in vals)
+    # IG on the synthetic MLP is a smooth, deterministic computation: stable under every perturbation
+    ig = [r[7] for r in table if r[2] == "ig" and r[5] == "stability_spearman"]
+    assert min(ig) > 0.99
 
 
 def test_blur_ig_only_on_images():

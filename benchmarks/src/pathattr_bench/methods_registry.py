@@ -1,21 +1,32 @@
 """Attribution methods the benchmark runner can evaluate, with per-family default hyperparameters.
 
+The methods themselves come from the library's one registry, :data:`pathattr.methods.registry.METHODS` (the
+``@register`` decorator on each method class): every harness entry names the library method it runs
+(:attr:`MethodSpec.method`) and resolves the class there, so a method is "available" exactly when the installed
+``pathattr`` registers it. What the harness adds, keyed by its own names (a library method may appear several
+times, e.g. IG with the zero baseline and with IG2's references), is the per-family defaults and the runner.
+
 Every entry maps ``(family, quick)`` to its hyperparameters (stored with the results and hashed into the
 result key) and runs the method on a chunk of explicands. Methods that need references (``ig_refs``, ``ig2``,
 ``gradpath_ig``, ``gradcf_ig``) get **the same references** per example, chosen by the family's recipe
 (:mod:`pathattr.references`: other-class, runner-up or a chosen normal class), so comparisons are fair;
-``eg`` draws its baselines from the family's whole reference pool. Method classes are imported lazily; a method
-whose implementation is missing raises :class:`MethodUnavailable` naming it.
+``eg`` draws its baselines from the family's whole reference pool. A method the installed library does not
+register raises :class:`MethodUnavailable` naming it.
 
 Registered: ``ig`` (zero / family baseline), ``ig_refs`` (IG averaged over the IG2 references), ``eg``
 (Expected Gradients), ``saliency``, ``smoothgrad``, ``guided_ig``, ``blur_ig`` (images only), ``ig2``,
 ``gradpath_ig`` (IG from the references along GradPath), ``gradcf_ig`` (straight-line IG from GradCF), ``idgi``
-(IG with the IDGI integrator) and ``ig2_idgi`` (IG2 with the IDGI integrator).
+(IG with the IDGI integrator), ``ig2_idgi`` (IG2 with the IDGI integrator), ``agi`` (Adversarial Gradient
+Integration) and ``mfaba`` (MFABA). AGI and MFABA take IG2's step count, AGI attacks as many false classes as IG2
+has references (quick; the paper's 20 in full), both clip to the family's bounds, scale their step to the input
+range (the reference values are for [0, 1] images) and explain softmax probabilities as their papers do.
+
+Runners read ``hp["internal_batch_size"]`` when present (the stability metric recomputes an explanation with a
+different chunking that way); the stored defaults never contain it, so result keys do not change.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,11 +34,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from pathattr import NoiseTunnel, references
+from pathattr.methods.registry import METHODS as LIBRARY_METHODS
+from pathattr.methods.registry import MethodEntry
+
 from .families.base import Family
 
 
 class MethodUnavailable(RuntimeError):
-    """The method's implementation is not importable (yet) in this installation."""
+    """The installed ``pathattr`` does not register the method (yet)."""
 
 
 @dataclass(frozen=True)
@@ -35,45 +50,63 @@ class MethodSpec:
     """One benchmark method.
 
     Attributes:
-        name: registry key (stored in the results).
+        name: harness key (stored in the results).
         label: display name for reports.
         defaults: ``(family, quick) -> hyperparameters`` (JSON-serialisable).
         run: ``(family, x [B, *S], target [B], references [B, R, *S] or None, hyperparameters, generator) ->
             Explanation``.
+        method: the library registry name of the method it runs (:data:`pathattr.methods.registry.METHODS`).
         needs_references: gets the shared per-example references.
         spatial_only: only for image families (``Family.spatial``).
         has_reference_output: the explanation's ``baseline_outputs`` is the output it explains (completeness).
         stochastic: uses the generator.
-        requires: dotted names that must be importable (else :class:`MethodUnavailable`).
+        requires: further library registry names that must be registered (else :class:`MethodUnavailable`).
         needs_representation: needs ``Family.representation`` (IG2-type methods).
+        explained_output: what the attributions explain, ``"logit"`` or ``"probability"`` (softmax; AGI and
+            MFABA): the completeness gap is measured in that space.
     """
 
     name: str
     label: str
     defaults: Callable[[Family, bool], dict[str, Any]]
     run: Callable[..., Any]
+    method: str | None = None
     needs_references: bool = False
     spatial_only: bool = False
     has_reference_output: bool = True
     stochastic: bool = False
     requires: tuple[str, ...] = field(default_factory=tuple)
     needs_representation: bool = False
+    explained_output: str = "logit"
+
+    @property
+    def library_names(self) -> tuple[str, ...]:
+        """Every library registry name this entry needs."""
+        return ((self.method,) if self.method else ()) + tuple(self.requires)
 
     def available(self) -> bool:
-        try:
-            for item in self.requires:
-                _resolve(item)
-        except MethodUnavailable:
-            return False
-        return True
+        return all(n in LIBRARY_METHODS for n in self.library_names)
+
+    @property
+    def entry(self) -> MethodEntry:
+        """The library registry entry of :attr:`method` (class, paper, flags)."""
+        if self.method is None:
+            raise MethodUnavailable(f"{self.name} names no library method")
+        return _entry(self.method)
 
 
-def _resolve(qualified: str) -> Any:
-    module, _, attr = qualified.rpartition(".")
+def _entry(name: str) -> MethodEntry:
     try:
-        return getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as err:
-        raise MethodUnavailable(f"{qualified} is not available in this installation ({err}).") from err
+        return LIBRARY_METHODS[name]
+    except KeyError:
+        raise MethodUnavailable(
+            f"pathattr registers no method {name!r} in this installation (registered: {', '.join(LIBRARY_METHODS)})."
+        ) from None
+
+
+def _cls(name: str) -> Any:
+    """The method class registered in the library under ``name``."""
+    return _entry(name).cls
 
 
 def _steps(family: Family, quick: bool) -> int:
@@ -87,85 +120,94 @@ def path_steps(family: Family, quick: bool) -> int:
     return int(budget.get("quick_steps" if quick else "full_steps", 16 if quick else 64))
 
 
-def _ibs(family: Family) -> int | None:
+def _ibs(family: Family, hp: dict | None = None) -> int | None:
+    if hp is not None and "internal_batch_size" in hp:
+        return hp["internal_batch_size"]
     return family.info.get("internal_batch_size")
 
 
-def _pathattr(name: str) -> Any:
-    return _resolve(f"pathattr.{name}")
-
-
 # ------------------------------------------------------------------------------------------------ runners
-def _ig(family: Family, x: Tensor, target: Tensor, refs: Tensor | None, hp: dict, gen: torch.Generator) -> Any:
-    return _pathattr("IntegratedGradients")(family.model).explain(
-        x, baselines=family.baseline, target=target, n_steps=hp["n_steps"], method=hp["method"],
-        internal_batch_size=_ibs(family),
-    )
+def _ig_runner(baselines: str, integrator: str | None = None) -> Callable[..., Any]:
+    """IG from the family's baseline (``"family"``) or from the shared references (``"references"``)."""
 
+    def run(family: Family, x: Tensor, target: Tensor, refs: Tensor | None, hp: dict, gen: torch.Generator) -> Any:
+        kwargs = {"integrator": integrator} if integrator else {}
+        return _cls("integrated_gradients")(family.model, **kwargs).explain(
+            x, baselines=family.baseline if baselines == "family" else refs, target=target, n_steps=hp["n_steps"],
+            method=hp["method"], internal_batch_size=_ibs(family, hp),
+        )
 
-def _idgi(family: Family, x: Tensor, target: Tensor, refs: Tensor | None, hp: dict, gen: torch.Generator) -> Any:
-    return _pathattr("IntegratedGradients")(family.model, integrator="idgi").explain(
-        x, baselines=family.baseline, target=target, n_steps=hp["n_steps"], method=hp["method"],
-        internal_batch_size=_ibs(family),
-    )
-
-
-def _ig_refs(family: Family, x: Tensor, target: Tensor, refs: Tensor | None, hp: dict, gen: torch.Generator) -> Any:
-    return _pathattr("IntegratedGradients")(family.model).explain(
-        x, baselines=refs, target=target, n_steps=hp["n_steps"], method=hp["method"], internal_batch_size=_ibs(family)
-    )
+    return run
 
 
 def _eg(family: Family, x: Tensor, target: Tensor, refs: Tensor | None, hp: dict, gen: torch.Generator) -> Any:
-    return _pathattr("ExpectedGradients")(family.model).explain(
+    return _cls("expected_gradients")(family.model).explain(
         x, baselines=family.reference_pool, target=target, n_samples=hp["n_samples"], stratified=hp["stratified"],
-        internal_batch_size=_ibs(family), generator=gen,
+        internal_batch_size=_ibs(family, hp), generator=gen,
     )
 
 
 def _saliency(family: Family, x: Tensor, target: Tensor, refs: Tensor | None, hp: dict, gen: torch.Generator) -> Any:
-    return _pathattr("Saliency")(family.model, abs=hp["abs"]).explain(x, target=target,
-                                                                      internal_batch_size=_ibs(family))
+    return _cls("saliency")(family.model, abs=hp["abs"]).explain(x, target=target,
+                                                                 internal_batch_size=_ibs(family, hp))
 
 
 def _smoothgrad(family: Family, x: Tensor, target: Tensor, refs: Tensor | None, hp: dict, gen: torch.Generator) -> Any:
-    sal = _pathattr("Saliency")(family.model, abs=hp["abs"])
-    return _pathattr("NoiseTunnel")(sal).explain(
+    sal = _cls("saliency")(family.model, abs=hp["abs"])
+    extra = {"internal_batch_size": hp["internal_batch_size"]} if "internal_batch_size" in hp else {}
+    return NoiseTunnel(sal).explain(
         x, nt_type="smoothgrad", nt_samples=hp["nt_samples"], stdev_spread=hp["stdev_spread"], target=target,
-        generator=gen,
+        generator=gen, **extra,
     )
 
 
 def _guided(family: Family, x: Tensor, target: Tensor, refs: Tensor | None, hp: dict, gen: torch.Generator) -> Any:
-    return _pathattr("GuidedIntegratedGradients")(family.model).explain(
+    return _cls("guided_integrated_gradients")(family.model).explain(
         x, baselines=family.baseline, target=target, n_steps=hp["n_steps"], fraction=hp["fraction"],
-        max_dist=hp["max_dist"], internal_batch_size=_ibs(family),
+        max_dist=hp["max_dist"], internal_batch_size=_ibs(family, hp),
     )
 
 
 def _blur(family: Family, x: Tensor, target: Tensor, refs: Tensor | None, hp: dict, gen: torch.Generator) -> Any:
-    return _pathattr("BlurIntegratedGradients")(family.model).explain(
-        x, target=target, max_sigma=hp["max_sigma"], n_steps=hp["n_steps"], internal_batch_size=_ibs(family)
+    return _cls("blur_integrated_gradients")(family.model).explain(
+        x, target=target, max_sigma=hp["max_sigma"], n_steps=hp["n_steps"], internal_batch_size=_ibs(family, hp)
     )
 
 
 def _gradpath_kwargs(family: Family, hp: dict) -> dict[str, Any]:
     return {"n_steps": hp["n_steps"], "step_size": hp["step_size"],
-            "bounds": tuple(hp["bounds"]) if hp["bounds"] is not None else None, "internal_batch_size": _ibs(family)}
+            "bounds": tuple(hp["bounds"]) if hp["bounds"] is not None else None,
+            "internal_batch_size": _ibs(family, hp)}
 
 
 def _gradpath_class(name: str, integrator: str | None = None) -> Callable[..., Any]:
+    """Runner of the IG2-type method registered in the library as ``name``."""
+
     def run(family: Family, x: Tensor, target: Tensor, refs: Tensor | None, hp: dict, gen: torch.Generator) -> Any:
         if family.representation is None:
             raise MethodUnavailable(f"{family.name} has no representation layer for IG2-type methods.")
-        cls = _resolve(f"pathattr.methods.ig2.{name}")
         kwargs = {"integrator": integrator} if integrator else {}
-        method = cls(family.model, representation=family.representation, **kwargs)
+        method = _cls(name)(family.model, representation=family.representation, **kwargs)
         extra = {k: hp[k] for k in ("closing_steps", "ig_steps", "method") if k in hp}
         return method.explain(x, references=refs, target=target, **_gradpath_kwargs(family, hp), **extra,
                               return_gradcf=False)
 
     return run
+
+
+def _agi(family: Family, x: Tensor, target: Tensor, refs: Tensor | None, hp: dict, gen: torch.Generator) -> Any:
+    return _cls("agi")(family.model).explain(
+        x, target=target, n_steps=hp["n_steps"], epsilon=hp["epsilon"], n_false_classes=hp["n_false_classes"],
+        bounds=tuple(hp["bounds"]) if hp["bounds"] is not None else None, internal_batch_size=_ibs(family, hp),
+        generator=gen,
+    )
+
+
+def _mfaba(family: Family, x: Tensor, target: Tensor, refs: Tensor | None, hp: dict, gen: torch.Generator) -> Any:
+    return _cls("mfaba")(family.model).explain(
+        x, target=target, n_steps=hp["n_steps"], mode=hp["mode"], step_size=hp["step_size"],
+        bounds=tuple(hp["bounds"]) if hp["bounds"] is not None else None, internal_batch_size=_ibs(family, hp),
+    )
 
 
 # ------------------------------------------------------------------------------------------------ defaults
@@ -207,6 +249,26 @@ def _gradcf_ig_defaults(family: Family, quick: bool) -> dict[str, Any]:
     return {**_ig2_defaults(family, quick), "ig_steps": path_steps(family, quick), "method": "gausslegendre"}
 
 
+def _input_range(family: Family) -> float:
+    """Width of the valid input box (the data's range where the family states no bounds)."""
+    if family.bounds is not None:
+        return float(family.bounds[1]) - float(family.bounds[0])
+    return float(family.inputs.max() - family.inputs.min()) or 1.0
+
+
+def _agi_defaults(family: Family, quick: bool) -> dict[str, Any]:
+    n_refs = int(family.ig2.get("n_references", 4))
+    return {"n_steps": _steps(family, quick), "epsilon": round(0.05 * _input_range(family), 6),
+            "n_false_classes": min(n_refs if quick else 20, family.n_classes - 1),
+            "bounds": list(family.bounds) if family.bounds is not None else None, "use_softmax": True}
+
+
+def _mfaba_defaults(family: Family, quick: bool) -> dict[str, Any]:
+    return {"n_steps": _steps(family, quick), "mode": "sharp", "step_size": round(0.1 * _input_range(family), 6),
+            "bounds": list(family.bounds) if family.bounds is not None else None, "early_stop": True,
+            "use_softmax": True}
+
+
 def reference_settings(family: Family) -> dict[str, Any]:
     """The reference recipe of a family (part of the hyperparameters of every method that uses them)."""
     recipe = family.ig2.get("recipe", "class" if family.normal_class is not None else "other_class")
@@ -221,45 +283,44 @@ def reference_settings(family: Family) -> dict[str, Any]:
 METHODS: dict[str, MethodSpec] = {
     spec.name: spec
     for spec in (
-        MethodSpec("ig", "IG (zero baseline)", _ig_defaults, _ig, requires=("pathattr.IntegratedGradients",)),
-        MethodSpec("ig_refs", "IG (IG2's references)", _ig_refs_defaults, _ig_refs, needs_references=True,
-                   requires=("pathattr.IntegratedGradients",)),
-        MethodSpec("eg", "Expected Gradients", _eg_defaults, _eg, stochastic=True,
-                   requires=("pathattr.ExpectedGradients",)),
-        MethodSpec("saliency", "Saliency", lambda f, q: {"abs": True}, _saliency, has_reference_output=False,
-                   requires=("pathattr.Saliency",)),
-        MethodSpec("smoothgrad", "SmoothGrad", _smooth_defaults, _smoothgrad, has_reference_output=False,
-                   stochastic=True, requires=("pathattr.NoiseTunnel",)),
-        MethodSpec("guided_ig", "Guided IG", _guided_defaults, _guided,
-                   requires=("pathattr.GuidedIntegratedGradients",)),
-        MethodSpec("blur_ig", "Blur IG", _blur_defaults, _blur, spatial_only=True,
-                   requires=("pathattr.BlurIntegratedGradients",)),
-        MethodSpec("ig2", "IG2", _ig2_defaults, _gradpath_class("IG2"), needs_references=True,
-                   needs_representation=True,
-                   requires=("pathattr.methods.ig2.IG2",)),
-        MethodSpec("gradpath_ig", "IG on GradPath (ablation)", _gradpath_ig_defaults, _gradpath_class("GradPathIG"),
-                   needs_references=True, needs_representation=True, requires=("pathattr.methods.ig2.GradPathIG",)),
-        MethodSpec("gradcf_ig", "IG from GradCF (ablation)", _gradcf_ig_defaults, _gradpath_class("GradCFIG"),
-                   needs_references=True, needs_representation=True, requires=("pathattr.methods.ig2.GradCFIG",)),
-        MethodSpec("idgi", "IG + IDGI", _ig_defaults, _idgi, requires=("pathattr.IntegratedGradients",)),
-        MethodSpec("ig2_idgi", "IG2 + IDGI", _ig2_defaults, _gradpath_class("IG2", "idgi"),
-                   needs_references=True, needs_representation=True,
-                   requires=("pathattr.methods.ig2.IG2",)),
+        MethodSpec("ig", "IG (zero baseline)", _ig_defaults, _ig_runner("family"), method="integrated_gradients"),
+        MethodSpec("ig_refs", "IG (IG2's references)", _ig_refs_defaults, _ig_runner("references"),
+                   method="integrated_gradients", needs_references=True),
+        MethodSpec("eg", "Expected Gradients", _eg_defaults, _eg, method="expected_gradients", stochastic=True),
+        MethodSpec("saliency", "Saliency", lambda f, q: {"abs": True}, _saliency, method="saliency",
+                   has_reference_output=False),
+        MethodSpec("smoothgrad", "SmoothGrad", _smooth_defaults, _smoothgrad, method="saliency",
+                   has_reference_output=False, stochastic=True),
+        MethodSpec("guided_ig", "Guided IG", _guided_defaults, _guided, method="guided_integrated_gradients"),
+        MethodSpec("blur_ig", "Blur IG", _blur_defaults, _blur, method="blur_integrated_gradients",
+                   spatial_only=True),
+        MethodSpec("ig2", "IG2", _ig2_defaults, _gradpath_class("ig2"), method="ig2", needs_references=True,
+                   needs_representation=True),
+        MethodSpec("gradpath_ig", "IG on GradPath (ablation)", _gradpath_ig_defaults, _gradpath_class("gradpath_ig"),
+                   method="gradpath_ig", needs_references=True, needs_representation=True),
+        MethodSpec("gradcf_ig", "IG from GradCF (ablation)", _gradcf_ig_defaults, _gradpath_class("gradcf_ig"),
+                   method="gradcf_ig", needs_references=True, needs_representation=True),
+        MethodSpec("idgi", "IG + IDGI", _ig_defaults, _ig_runner("family", "idgi"), method="integrated_gradients"),
+        MethodSpec("ig2_idgi", "IG2 + IDGI", _ig2_defaults, _gradpath_class("ig2", "idgi"), method="ig2",
+                   needs_references=True, needs_representation=True),
+        MethodSpec("agi", "AGI", _agi_defaults, _agi, method="agi", stochastic=True, explained_output="probability"),
+        MethodSpec("mfaba", "MFABA", _mfaba_defaults, _mfaba, method="mfaba", explained_output="probability"),
     )
 }
 
 #: the default comparison of the paper suite
 PAPER_METHODS = ("ig", "ig_refs", "eg", "saliency", "smoothgrad", "guided_ig", "blur_ig", "ig2", "gradpath_ig",
-                 "gradcf_ig")
+                 "gradcf_ig", "agi", "mfaba")
 
 
 def get_method(name: str) -> MethodSpec:
-    """The registered method ``name``; raises ``KeyError`` listing the choices, or :class:`MethodUnavailable`."""
+    """The registered method ``name``; raises ``KeyError`` listing the choices, or :class:`MethodUnavailable` if
+    the installed library does not register the method it runs."""
     if name not in METHODS:
         raise KeyError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
     spec = METHODS[name]
-    for item in spec.requires:
-        _resolve(item)
+    for item in spec.library_names:
+        _entry(item)
     return spec
 
 
@@ -275,7 +336,7 @@ def select_references(family: Family, example: int, x: Tensor, target: int, pool
     """``[R, *S]`` references for one explicand, by the family's recipe, drawn with a generator seeded by
     ``(seed, example)`` so the choice does not depend on chunking or on which examples were already done.
     Uses :mod:`pathattr.references` (class membership = the model's prediction on the pool, computed once)."""
-    refs_mod = importlib.import_module("pathattr.references")
+    refs_mod = references
     gen = torch.Generator().manual_seed(_mix(seed, example, 7919))
     common = {"n_references": settings["n_references"], "pool_labels": pool_classes, "generator": gen}
     pool = family.reference_pool

@@ -1,4 +1,4 @@
-"""Evaluation metrics the benchmark runner computes, on top of :mod:`pathattr.metrics` (imported lazily).
+"""Evaluation metrics the benchmark runner computes, on top of :mod:`pathattr.metrics`.
 
 Each entry is a *group* that produces one or more stored metric names from one computation (``insdel`` runs
 the insertion and deletion games once and stores ``insertion``, ``deletion`` and ``diffid``; their curves are
@@ -13,7 +13,7 @@ name                   better      definition
 insertion              higher      RISE insertion AUC (probability; blur substrate on images, zeros otherwise)
 deletion               lower       RISE deletion AUC (probability; zeros substrate)
 diffid                 higher      insertion - deletion
-completeness_abs       lower       ``|sum(A) - (f(x) - f_ref)|`` (logit units)
+completeness_abs       lower       ``|sum(A) - (f(x) - f_ref)|`` (logit units; probabilities for AGI and MFABA)
 completeness_rel       lower       ``|sum(A) - (f(x) - f_ref)| / |f(x) - f_ref|``
 gt_auroc               higher      AUROC of ``|A|`` (channel abs-sum) against the ground-truth mask
 gt_topk                higher      precision of the ``k`` top ``|A|`` features, ``k`` = mean mask size
@@ -23,6 +23,13 @@ energy_pointing_game   higher      share of positive attribution mass inside the
 comprehensiveness      higher      ERASER, top 20 % tokens deleted
 sufficiency            lower       ERASER, only the top 20 % tokens kept
 log_odds               lower       DIG log-odds, top 20 % tokens replaced by the zero embedding
+stability_spearman     higher      lowest Spearman correlation with the reference computation over the three
+                                   numerical perturbations (chunking, input noise 1e-6, float64)
+stability_topk         higher      lowest top-10 % overlap (by ``|A|``) over the three perturbations
+stability_chunking     higher      Pearson correlation with the explanation recomputed at another
+                                   ``internal_batch_size`` (7 rows per call; 31 in quick mode)
+stability_noise        higher      Pearson correlation with the explanation of ``x + 1e-6 rms(x) N(0, 1)``
+stability_float64      higher      Pearson correlation with the explanation computed in float64 (model copy)
 cost_seconds           (cost)      wall seconds of the attribution per example (chunk time / chunk size)
 cost_passes            (cost)      forward + backward rows of the attribution per example
 =====================  ==========  ==========================================================================
@@ -30,13 +37,16 @@ cost_passes            (cost)      forward + backward rows of the attribution pe
 
 from __future__ import annotations
 
-import importlib
+import copy
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
+
+import pathattr.metrics as pm
 
 from .families.base import Family
 from .methods_registry import MethodSpec
@@ -45,16 +55,11 @@ DIRECTIONS = {
     "insertion": "higher", "deletion": "lower", "diffid": "higher", "completeness_abs": "lower",
     "completeness_rel": "lower", "gt_auroc": "higher", "gt_topk": "higher", "gt_ap": "higher",
     "pointing_game": "higher", "energy_pointing_game": "higher", "comprehensiveness": "higher",
-    "sufficiency": "lower", "log_odds": "lower", "cost_seconds": "lower", "cost_passes": "lower",
+    "sufficiency": "lower", "log_odds": "lower", "stability_spearman": "higher", "stability_topk": "higher",
+    "stability_chunking": "higher", "stability_noise": "higher", "stability_float64": "higher",
+    "cost_seconds": "lower", "cost_passes": "lower",
 }
 COST_METRICS = ("cost_seconds", "cost_passes")
-
-
-def _metrics() -> Any:
-    try:
-        return importlib.import_module("pathattr.metrics")
-    except ImportError as err:  # pragma: no cover - the package is part of pathattr
-        raise RuntimeError(f"pathattr.metrics is not importable: {err}") from err
 
 
 @dataclass
@@ -70,6 +75,10 @@ class MetricContext:
     example_index: Tensor
     generator: torch.Generator
     quick: bool
+    #: the shared references the explanation used (None: recomputed by the family's recipe where needed)
+    references: Tensor | None = None
+    #: the hyperparameters the explanation used (None: the method's defaults for the family)
+    hyperparameters: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -103,7 +112,7 @@ def _insdel_settings(family: Family, quick: bool) -> dict[str, Any]:
 
 def _insdel(ctx: MetricContext) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
     s = _insdel_settings(ctx.family, ctx.quick)
-    res = _metrics().diffid(
+    res = pm.diffid(
         ctx.family.model, ctx.x, ctx.attributions, ctx.target, n_steps=s["n_steps"],
         insertion_substrate=s["insertion_substrate"], deletion_substrate=s["deletion_substrate"],
         granularity=s["granularity"], output=s["output"], channel_reduction=s["channel_reduction"],
@@ -117,8 +126,15 @@ def _insdel(ctx: MetricContext) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
 # ------------------------------------------------------------------------------------------------ completeness
 def _completeness(ctx: MetricContext) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
     ref = ctx.explanation.baseline_outputs
-    res = _metrics().completeness_gap(ctx.family.model, ctx.x, ctx.attributions, target=ctx.target,
-                                      reference_outputs=ref.detach())
+    model = ctx.family.model
+    fwd = model
+    if ctx.method.explained_output == "probability":  # AGI, MFABA: the gap in the space they explain
+
+        def fwd(x: Tensor) -> Tensor:
+            return torch.softmax(model(x), dim=1)
+
+    res = pm.completeness_gap(fwd, ctx.x, ctx.attributions, target=ctx.target, reference_outputs=ref.detach(),
+                              model=model)
     return {"completeness_abs": res.scores.abs(), "completeness_rel": res.relative.abs()}, {}
 
 
@@ -130,7 +146,7 @@ def _gt_k(family: Family) -> int:
 
 
 def _gt(ctx: MetricContext) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-    m = _metrics()
+    m = pm
     gt = ctx.family.ground_truth
     assert gt is not None
     mask = gt[ctx.example_index]
@@ -144,7 +160,7 @@ def _gt(ctx: MetricContext) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
 
 
 def _pointing(ctx: MetricContext) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-    m = _metrics()
+    m = pm
     gt = ctx.family.ground_truth
     assert gt is not None
     mask = gt[ctx.example_index]
@@ -174,7 +190,7 @@ class _MaskIgnoring(torch.nn.Module):
 
 
 def _nlp(ctx: MetricContext) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-    m = _metrics()
+    m = pm
     mask = ctx.family.token_mask
     assert mask is not None
     att = mask[ctx.example_index]
@@ -185,6 +201,95 @@ def _nlp(ctx: MetricContext) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         "sufficiency": m.sufficiency(model, ctx.x, ctx.attributions, ctx.target, **kw).scores,
         "log_odds": m.log_odds(model, ctx.x, ctx.attributions, ctx.target, **kw).scores,
     }, {}
+
+
+# ------------------------------------------------------------------------------------------------ stability
+STABILITY_NAMES = ("stability_spearman", "stability_topk", "stability_chunking", "stability_noise",
+                   "stability_float64")
+
+
+def _stability_settings(family: Family, quick: bool) -> dict[str, Any]:
+    return {"perturbations": ["chunking", "noise", "float64"], "chunk_size": 31 if quick else 7, "noise": 1e-6,
+            "top_k": 0.1, "resolution": 1e-5,
+            "channel_reduction": "sum" if family.spatial else None, "absolute": False,
+            "reference": "the stored explanation (deterministic methods) or a recomputation with the same seed",
+            "undefined": "a correlation with a constant attribution is stored as 0"}
+
+
+_FLOAT64_FAMILIES: dict[int, tuple[Family, Family]] = {}
+
+
+def _float64_family(family: Family) -> Family:
+    """The family with a float64 deep copy of its model (and representation layer) and float64 tensors; cached
+    per family object (the user's model is never converted)."""
+    hit = _FLOAT64_FAMILIES.get(id(family))
+    if hit is not None and hit[0] is family:
+        return hit[1]
+    model, representation = copy.deepcopy((family.model, family.representation))
+    model.double()
+    if representation is not None:
+        representation.double()
+
+    def f64(v: Any) -> Any:
+        return v.double() if isinstance(v, Tensor) and v.is_floating_point() else v
+
+    fam64 = dataclasses.replace(family, model=model, representation=representation,
+                                reference_pool=f64(family.reference_pool), baseline=f64(family.baseline))
+    _FLOAT64_FAMILIES.clear()  # one family at a time
+    _FLOAT64_FAMILIES[id(family)] = (family, fam64)
+    return fam64
+
+
+def _references_for(ctx: MetricContext) -> Tensor:
+    """The shared references of ``ctx``'s explicands by the family's recipe (seed 0, as the runner's default)."""
+    from .methods_registry import reference_settings, select_references
+
+    fam = ctx.family
+    settings = reference_settings(fam)
+    with torch.no_grad():
+        pool_classes = fam.model(fam.reference_pool).argmax(1)
+    return torch.stack([select_references(fam, int(i), fam.inputs[int(i)], int(t), pool_classes, settings, 0)
+                        for i, t in zip(ctx.example_index, ctx.target)])
+
+
+def _stability(ctx: MetricContext) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    s = _stability_settings(ctx.family, ctx.quick)
+    fam, spec = ctx.family, ctx.method
+    hp = dict(ctx.hyperparameters) if ctx.hyperparameters is not None else spec.defaults(fam, ctx.quick)
+    refs = ctx.references
+    if spec.needs_references and refs is None:
+        refs = _references_for(ctx)
+    seed = int(torch.randint(0, 2**62, (1,), generator=ctx.generator))
+    model_dtype = next(iter(fam.model.parameters())).dtype
+    perturbations = [p for p in s["perturbations"] if not (p == "float64" and model_dtype == torch.float64)]
+
+    def explain(x: Tensor, target: Tensor, internal_batch_size: int | None = None) -> Tensor:
+        family = _float64_family(fam) if x.dtype == torch.float64 and model_dtype != torch.float64 else fam
+        h = dict(hp) if internal_batch_size is None else {**hp, "internal_batch_size": internal_batch_size}
+        r = refs.to(x.dtype) if refs is not None else None
+        e = spec.run(family, x, target, r, h, torch.Generator().manual_seed(seed))
+        a = e.attributions
+        return a[0] if isinstance(a, tuple) else a
+
+    chunk = s["chunk_size"] + (2 if fam.info.get("internal_batch_size") == s["chunk_size"] else 0)
+    res = pm.stability(explain, ctx.x, ctx.target, perturbations=perturbations, chunk_size=chunk,
+                       noise=s["noise"], top_k=s["top_k"], resolution=s["resolution"],
+                       channel_reduction=s["channel_reduction"],
+                       absolute=s["absolute"], attributions=None if spec.stochastic else ctx.attributions,
+                       generator=seed)
+    b = ctx.x.shape[0]
+    ones = torch.ones(b, dtype=torch.float64)
+
+    def clean(t: Tensor) -> Tensor:
+        return torch.nan_to_num(t.to(torch.float64).cpu(), nan=0.0)
+
+    values = {
+        "stability_spearman": clean(res.spearman.amin(0)),
+        "stability_topk": clean(res.top_k_overlap.amin(0)),
+        **{f"stability_{p}": clean(res.of(p)["pearson"]) if p in perturbations else ones for p in
+           ("chunking", "noise", "float64")},
+    }
+    return values, {}
 
 
 GROUPS: dict[str, MetricGroup] = {
@@ -203,6 +308,7 @@ GROUPS: dict[str, MetricGroup] = {
         MetricGroup("nlp", ("comprehensiveness", "sufficiency", "log_odds"), _nlp,
                     lambda f, s: f.token_mask is not None,
                     lambda f, q: {"topk": 0.2, "mode": "delete", "baseline": "zero embedding"}),
+        MetricGroup("stability", STABILITY_NAMES, _stability, lambda f, s: True, _stability_settings),
     )
 }
 

@@ -25,46 +25,52 @@ import torch
 from torch import nn
 
 from ..errors import InputValidationError
+from ..methods.base import AttributionMethod
+from ..methods.registry import METHODS
 
 
-def _method_classes() -> dict[str, type]:
-    from .. import methods
-    from ..methods.base import AttributionMethod
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z][a-z])", "_", name).lower()
 
+
+def method_names() -> dict[str, type]:
+    """Every name :func:`quantus_explain` accepts, mapped to its class: each method of the library's registry
+    (:data:`pathattr.methods.registry.METHODS`) under its registry name (``"integrated_gradients"``, ``"ig2"``,
+    ``"agi"``...), its class name (``"IntegratedGradients"``), the lower-case class name and the class name in
+    snake case."""
     found: dict[str, type] = {}
-    stack = [v for v in vars(methods).values() if isinstance(v, type) and issubclass(v, AttributionMethod)]
-    while stack:
-        cls = stack.pop()
-        stack.extend(cls.__subclasses__())
-        if getattr(cls, "__abstractmethods__", None) or cls.__name__.startswith("_"):
-            continue
-        snake = re.sub(r"(?<!^)(?=[A-Z][a-z])", "_", cls.__name__).lower()
-        for key in (cls.__name__, cls.__name__.lower(), snake, getattr(cls, "name", None)):
-            if isinstance(key, str) and key != "method":
-                found.setdefault(key, cls)
+    for entry in METHODS.values():
+        found.setdefault(entry.name, entry.cls)
+    for entry in METHODS.values():
+        for key in (entry.cls.__name__, entry.cls.__name__.lower(), _snake(entry.cls.__name__)):
+            found.setdefault(key, entry.cls)
     return found
 
 
 def resolve_method(method: Any, model: nn.Module | Callable[..., Any], method_kwargs: dict[str, Any] | None = None):
     """An :class:`~pathattr.methods.base.AttributionMethod` instance for ``model``.
 
-    ``method``: an instance (used as is), a class (instantiated as ``cls(model, **method_kwargs)``) or a name
-    such as ``"IntegratedGradients"``, ``"integrated_gradients"`` or ``"saliency"``.
+    ``method``: an instance (used as is), a class (instantiated as ``cls(model, **method_kwargs)``) or the name of
+    a registered method (:func:`method_names`: ``"integrated_gradients"`` / ``"IntegratedGradients"``,
+    ``"saliency"``, ``"ig2"`` (needs ``method_kwargs={"representation": ...}`` and ``references=``), ...).
     """
-    from ..methods.base import AttributionMethod
-
     if isinstance(method, AttributionMethod):
         return method
     if isinstance(method, str):
-        classes = _method_classes()
+        classes = method_names()
         if method not in classes:
             raise InputValidationError(
-                f"unknown method {method!r}; choose one of {sorted(k for k in classes if k[0].isupper())}.", "method"
+                f"unknown method {method!r}; choose a registered method: {', '.join(METHODS)} (or its class name).",
+                "method",
             )
         method = classes[method]
     if isinstance(method, type) and issubclass(method, AttributionMethod):
         return method(model, **(method_kwargs or {}))
     raise InputValidationError("`method` must be a method name, an AttributionMethod class or instance.", "method")
+
+
+def _needs_references(explainer: Any) -> bool:
+    return any(e.cls is type(explainer) and e.needs_references for e in METHODS.values())
 
 
 def _model_dtype_device(model: Any) -> tuple[torch.dtype, torch.device]:
@@ -81,11 +87,13 @@ def quantus_explain(model: Any, inputs: Any, targets: Any, **kwargs: Any) -> np.
         model: the PyTorch model Quantus passes (an ``nn.Module`` or callable).
         inputs: ``x_batch`` NumPy ``[B, C, ...]`` (or tensor).
         targets: ``y_batch`` NumPy ``[B]`` of class indices (or an int / None).
-        **kwargs: ``method`` (name, class or instance; default ``"IntegratedGradients"``), ``method_kwargs``
+        **kwargs: ``method`` (a registered name, class or instance; default ``"IntegratedGradients"``),
+            ``method_kwargs``
             (constructor arguments), ``channel_reduction`` (None to keep the input's shape, or ``"sum"`` /
             ``"abs_sum"`` / ``"mean"`` to return ``[B, 1, ...]``), ``dtype`` (torch dtype of the model's inputs;
             default the model's parameter dtype); Quantus' ``device`` is accepted; everything else is passed to
-            ``attribute`` (e.g. ``baselines``, ``n_steps``, ``internal_batch_size``, ``generator``).
+            ``attribute`` (e.g. ``baselines``, ``n_steps``, ``internal_batch_size``, ``generator``;
+            ``references`` for methods that need them, as NumPy or tensor).
 
     Returns:
         attributions as a NumPy array ``[B, C, ...]`` (or ``[B, 1, ...]`` with ``channel_reduction``).
@@ -105,6 +113,15 @@ def quantus_explain(model: Any, inputs: Any, targets: Any, **kwargs: Any) -> np.
     else:
         target = torch.as_tensor(np.asarray(targets)).reshape(-1).long().to(device)
     explainer = resolve_method(method, model, method_kwargs)
+    if _needs_references(explainer):
+        if kwargs.get("references") is None:
+            raise InputValidationError(
+                f"method {type(explainer).__name__} needs `references=` (e.g. in Quantus' explain_func_kwargs).",
+                "references",
+            )
+        refs = kwargs.pop("references")
+        refs = torch.as_tensor(np.asarray(refs) if not isinstance(refs, torch.Tensor) else refs)
+        kwargs["references"] = refs.to(device=device, dtype=dtype)
     attr = explainer.attribute(x, target=target, **kwargs)
     if isinstance(attr, tuple):
         raise InputValidationError("Quantus needs single-tensor inputs.", "inputs")

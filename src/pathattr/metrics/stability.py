@@ -113,8 +113,16 @@ def _float64_method(method: Any) -> Any:
     return clone
 
 
-def _compare(ref: Tensor, other: Tensor, k: int, absolute: bool) -> tuple[Tensor, Tensor, Tensor]:
+def _snap(a: Tensor, floor: Tensor) -> Tensor:
+    """Entries with ``|a| <= floor`` (per row) set to 0: below the resolution their order is round-off."""
+    return torch.where(a.abs() <= floor, torch.zeros_like(a), a)
+
+
+def _compare(ref: Tensor, other: Tensor, k: int, absolute: bool, resolution: float) -> tuple[Tensor, Tensor, Tensor]:
     """Spearman, Pearson and top-k overlap of rows of ``[B, N]`` (float64); identical rows give exactly 1."""
+    if resolution > 0:
+        floor = resolution * ref.abs().amax(1, keepdim=True)
+        ref, other = _snap(ref, floor), _snap(other, floor)
     a, b = (ref.abs(), other.abs()) if absolute else (ref, other)
     same = (ref == other).all(1)
     one = torch.ones_like(same, dtype=torch.float64)
@@ -136,6 +144,7 @@ def stability(
     noise: float = 1e-6,
     top_k: int | float = 0.1,
     absolute: bool = False,
+    resolution: float = 1e-5,
     channel_reduction: str | None = None,
     explain_kwargs: dict[str, Any] | None = None,
     attributions: Any = None,
@@ -168,6 +177,9 @@ def stability(
         top_k: ``k`` features (an int, or a fraction of the features) for the top-k overlap, ranked by ``|A|``
             (ties: lower index first).
         absolute: correlate ``|A|`` instead of the signed ``A``.
+        resolution: attributions with ``|A| <= resolution * max|A_ref|`` (per example, ``A_ref`` the reference)
+            count as 0 in both computations, so the order of values at round-off level (e.g. ``(x - 0) * g`` on
+            black pixels under input noise) does not count as instability. 0 compares raw values.
         channel_reduction: compare ``[B, C, *S]`` attributions per location after this reduction (``"sum"``,
             ``"abs_sum"``, ...); None compares every element.
         explain_kwargs: keyword arguments of every explanation (``n_steps``, ``baselines``, ``references``; a
@@ -207,6 +219,7 @@ def stability(
             "chunk_size",
         )
     noise = non_negative_float(noise, "noise")
+    resolution = non_negative_float(resolution, "resolution")
     if channel_reduction is not None:
         channel_reduction = choice(channel_reduction, CHANNEL_REDUCTIONS, "channel_reduction")
     if "target" in kwargs:
@@ -285,7 +298,7 @@ def stability(
                 f"the {p!r} recomputation returned shape {tuple(other.shape)}, the reference {tuple(ref.shape)}.",
                 "explain_func",
             )
-        rows[p] = _compare(ref_flat, flat(other.to(ref.device)), k, absolute)
+        rows[p] = _compare(ref_flat, flat(other.to(ref.device)), k, absolute, resolution)
     rho = torch.stack([rows[p][0] for p in perturbations])
     r = torch.stack([rows[p][1] for p in perturbations])
     overlap = torch.stack([rows[p][2] for p in perturbations])
@@ -297,6 +310,7 @@ def stability(
         "noise_rule": "x + noise * rms(x_b) * N(0, 1)",
         "top_k": k,
         "absolute": absolute,
+        "resolution": resolution,
         "channel_reduction": channel_reduction,
         "explain_func": describe(explain_func),
         "explain_kwargs": {key: describe(v) for key, v in kwargs.items()},
