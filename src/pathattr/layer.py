@@ -1,7 +1,7 @@
 """Layer attribution: explain a layer's activation (e.g. token embeddings) while the inputs stay what the model
 takes (e.g. token ids).
 
-:class:`LayerAttribution` runs any attribution method of the library on a forward function whose input is the
+`LayerAttribution` runs any attribution method of the library on a forward function whose input is the
 layer's activation: a forward hook replaces the layer's output (or, with ``attribute_to_layer_input=True``, a
 pre-hook replaces its floating-point inputs) by the point the method evaluates, while the model still receives
 the original inputs. Baselines and references given in *input* space (token ids, as in Captum's
@@ -16,7 +16,7 @@ the original inputs. Baselines and references given in *input* space (token ids,
     e = ig2.explain(token_ids, references=other_class_ids, additional_forward_args=(mask,))
 
 Which method arguments are converted is read from the method's ``explain`` signature: ``baselines`` (paired
-with the examples: ``[B or 1, *S]`` or ``[B, K, *S]``; for :class:`~pathattr.ExpectedGradients` a set
+with the examples: ``[B or 1, *S]`` or ``[B, K, *S]``; for `pathattr.ExpectedGradients` a set
 ``[N, *S]``) and ``references`` (``[R, *S]`` shared or ``[B, R, *S]``). Methods that take neither (Saliency,
 Blur IG) need no conversion, so every registered method works, including ones added later.
 
@@ -417,10 +417,10 @@ class LayerAttribution(AttributionMethod):
                 ``internal_batch_size``, ...), plus ``attribute_to_layer_input`` (overrides the constructor),
                 ``layer_baselines`` and ``layer_references`` (activation space), and ``progress``
                 (``True``/``False``/``"auto"``: passed to the method if it takes it, else a bar counting the
-                model's rows, :func:`pathattr.progress.model_calls`).
+                model's rows, `pathattr.progress.model_calls`).
 
         Returns:
-            The wrapped method's :class:`~pathattr.result.Explanation` in activation space;
+            The wrapped method's `pathattr.result.Explanation` in activation space;
             ``extras["layer"]`` names the layer and its side.
         """
         to_input = kwargs.pop("attribute_to_layer_input", self.attribute_to_layer_input)
@@ -519,21 +519,21 @@ class _LayerPreset(LayerAttribution):
     ``LayerIntegratedGradients(forward_func, layer, multiply_by_inputs=True, integrator=None)``;
     ``attribute(inputs, baselines=None, target=None, additional_forward_args=None, n_steps=50,
     method="gausslegendre", internal_batch_size=None, return_convergence_delta=False,
-    attribute_to_layer_input=False)``. See :class:`LayerAttribution`.
+    attribute_to_layer_input=False)``. See `LayerAttribution`.
     """)
 class LayerIntegratedGradients(_LayerPreset):
     pass
 
 
-@_preset("guided_integrated_gradients", """Guided IG at a layer; see :class:`LayerAttribution` and
-    :class:`~pathattr.GuidedIntegratedGradients` (``n_steps``, ``fraction``, ``max_dist``).""")
+@_preset("guided_integrated_gradients", """Guided IG at a layer; see `LayerAttribution` and
+    `pathattr.GuidedIntegratedGradients` (``n_steps``, ``fraction``, ``max_dist``).""")
 class LayerGuidedIntegratedGradients(_LayerPreset):
     pass
 
 
 @_preset("blur_integrated_gradients", """Blur IG at a layer whose activation has spatial dims (e.g. a conv
     feature map ``[B, C, H, W]``; for token embeddings ``[B, T, E]`` pass ``spatial_dims=(1,)`` to blur along
-    the tokens). See :class:`LayerAttribution` and :class:`~pathattr.BlurIntegratedGradients`.""")
+    the tokens). See `LayerAttribution` and `pathattr.BlurIntegratedGradients`.""")
 class LayerBlurIntegratedGradients(_LayerPreset):
     pass
 
@@ -541,8 +541,8 @@ class LayerBlurIntegratedGradients(_LayerPreset):
 class LayerIG2(LayerAttribution):
     """IG2 at a layer: ``LayerIG2(forward_func, layer, representation, ...)``; ``explain(inputs, references,
     ...)`` with references in input space (token ids ``[R, T]`` or ``[B, R, T]``, or a
-    :class:`~pathattr.references.ReferenceSet`) or ``layer_references=`` in activation space. See
-    :class:`LayerAttribution` and :class:`~pathattr.IG2`."""
+    `pathattr.references.ReferenceSet`) or ``layer_references=`` in activation space. See
+    `LayerAttribution` and `pathattr.IG2`."""
 
     def __init__(
         self,

@@ -14,7 +14,7 @@ One call takes text (or a tokenizer batch) and returns per-token scores::
     open("tokens.html", "w").write(r.to_html())
 
 Attribution happens at the word-embedding layer (``model.get_input_embeddings()``; any other module with
-``layer=``) through :class:`pathattr.layer.LayerAttribution`; a token's score is the sum of its embedding's
+``layer=``) through `pathattr.layer.LayerAttribution`; a token's score is the sum of its embedding's
 attribution. Baseline recipes (``baseline=``): ``"pad"`` (every token but the special ones replaced by
 ``[PAD]``; Captum's tutorial recipe), ``"mask"`` (``[MASK]``), ``"unk"``, ``"zeros"`` (zero embedding), a token
 id or an id tensor. Special tokens (``[CLS]``, ``[SEP]``) keep their own embedding in the baseline
@@ -79,7 +79,7 @@ class TokenAttribution:
         target: the explained class per example ``[B]``.
         target_names: the class names (``model.config.id2label``) when the model has them.
         probabilities: ``softmax`` of the logits at the inputs ``[B, C]``.
-        explanation: the method's :class:`~pathattr.result.Explanation` (attributions ``[B, T, E]``,
+        explanation: the method's `pathattr.result.Explanation` (attributions ``[B, T, E]``,
             completeness gap, cost).
         method: the method's registry name.
     """
@@ -114,7 +114,7 @@ class TokenAttribution:
 
     def to_html(self, index: int | None = None, **kwargs: Any) -> str:
         """HTML with coloured tokens (signed, with a legend); all examples unless ``index``. See
-        :func:`pathattr.viz.text.tokens_html`."""
+        `pathattr.viz.text.tokens_html`."""
         from .viz.text import tokens_html
 
         rows = range(len(self)) if index is None else [index]
@@ -123,7 +123,7 @@ class TokenAttribution:
                            **kwargs)
 
     def plot(self, index: int | None = None, path: Any = None, **kwargs: Any):
-        """A matplotlib figure of the coloured tokens (see :func:`pathattr.viz.text.plot_tokens`)."""
+        """A matplotlib figure of the coloured tokens (see `pathattr.viz.text.plot_tokens`)."""
         from .viz.text import plot_tokens
 
         rows = range(len(self)) if index is None else [index]
@@ -286,17 +286,17 @@ def explain_text(
         keep_special: special tokens keep their own embedding in the baseline (their IG score is then 0).
         references: IG2 family: other-class sentences (a list shared by all texts, or one list per text),
             or ids ``[R, T]`` / ``[B, R, T]``; None with ``reference_pool`` picks ``n_references`` sentences of
-            the pool that the model puts in another class (:func:`other_class_references`).
+            the pool that the model puts in another class (`other_class_references`).
         layer: the module to attribute (default: the word embeddings, ``model.get_input_embeddings()``).
         representation: IG2's representation (default: the input of ``model.classifier`` when it exists).
         max_length: truncation length for texts.
         method_options: constructor options of the method (``multiply_by_inputs``, ``integrator``, ...).
         progress: ``True``, ``False`` or ``"auto"`` (a bar on a terminal once the call runs for 2 s; see
-            :meth:`pathattr.layer.LayerAttribution.explain`).
+            `pathattr.layer.LayerAttribution.explain`).
         **explain_kwargs: the method's arguments (``n_steps``, ``internal_batch_size``, ...).
 
     Returns:
-        a :class:`TokenAttribution`.
+        a `TokenAttribution`.
     """
     method = {"ig": "integrated_gradients", "guided_ig": "guided_integrated_gradients",
               "blur_ig": "blur_integrated_gradients"}.get(method, method) if isinstance(method, str) else method

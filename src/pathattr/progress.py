@@ -20,8 +20,8 @@ How a method uses it (the hook for sequential paths, NoiseTunnel, metrics)::
     for chunk in track(chunks, desc="deletion", enabled=progress):   # or wrap an iterable
         ...
 
-Without touching a method, :func:`model_calls` shows the progress of any call by counting the rows that go
-through the model's forward (used by ``pathattr explain`` and :func:`pathattr.nlp.explain_text`)::
+Without touching a method, `model_calls` shows the progress of any call by counting the rows that go
+through the model's forward (used by ``pathattr explain`` and `pathattr.nlp.explain_text`)::
 
     with model_calls(model, desc="ig2", enabled=True):
         pathattr.IG2(model, model.classifier).explain(x, refs)
@@ -154,7 +154,7 @@ def progress_bar(
     leave: bool = False,
 ) -> Any:
     """A progress bar (context manager with ``update(n)``, ``set_postfix_str``, ``set_description``,
-    ``close``), or the shared do-nothing bar when :func:`is_enabled` says no.
+    ``close``), or the shared do-nothing bar when `is_enabled` says no.
 
     Args:
         total: expected number of updates (None: unknown).

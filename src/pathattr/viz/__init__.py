@@ -1,6 +1,6 @@
 """Pictures of attributions (optional extra ``pathattr[viz]``: matplotlib, imported lazily; no backend forced).
 
-Images: :mod:`pathattr.viz.heatmap`; tokens: :mod:`pathattr.viz.text`.
+Images: `pathattr.viz.heatmap`; tokens: `pathattr.viz.text`.
 """
 
 from .heatmap import caption, heatmap, overlay, plot_attribution, plot_curves, plot_explanations
