@@ -9,7 +9,7 @@ How to build a new method on the engine: docs/engine.md.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -234,114 +234,41 @@ def integrate_sequential_path(
     active = path.active
     rows = None if active is None or bool(active.all()) else active.nonzero().squeeze(1)
     row_ids = torch.arange(n_paths, device=device) if rows is None else rows
-    n_rows = row_ids.numel()
-    example = path.example_index(row_ids)
     start_outputs = end_outputs.clone()  # f(baseline) = f(x) where a path does not move
     riemann = type(integrator) is RiemannIntegrator
     acc_dtype = path.dtype if riemann and path.dtype in (torch.float32, torch.float64) else torch.float64
-    zeros = tuple(torch.zeros((n_rows, *t.shape[1:]), dtype=acc_dtype, device=t.device) for t in inputs)
-    if n_rows == 0:
+    if row_ids.numel() == 0:
         per_path = tuple(torch.zeros((n_paths, *t.shape[1:]), dtype=acc_dtype, device=t.device) for t in inputs)
         attr = None if integrator is None else _mean_paths(per_path, batch, k)
         return SequentialResult(attr, per_path if riemann else None, {}, start_outputs)
     key = planner_key(model, inputs, f"sequential:{type(path).__name__}")
-    need_target = integrator is not None
-    acc = [z.clone() for z in zeros] if riemann else None
-    walk = _Walk(model, path, internal_batch_size, example, inputs)
-    adaptive = riemann and segments.adaptive is not None
-    w0 = w1 = 0.0
-    inner: list[tuple[float, float]] = []
-    if riemann and not adaptive:
-        t_nodes, w_nodes = segments.nodes()
-        w0 = sum(w for t, w in zip(t_nodes, w_nodes) if t == 0.0)
-        w1 = sum(w for t, w in zip(t_nodes, w_nodes) if t == 1.0)
-        inner = [(t, w) for t, w in zip(t_nodes, w_nodes) if 0.0 < t < 1.0]
-    tol = refined = None
-    if adaptive:
-        finfo = torch.finfo(end_outputs.dtype)
-        scale = end_outputs.abs().to(torch.float64).clamp_min(finfo.tiny)
-        relative = max(float(segments.adaptive), ADAPTIVE_MIN_ULPS * finfo.eps)  # type: ignore[arg-type]
-        tol = (relative / path.n_steps) * scale[row_ids]
-        refined = torch.zeros(n_rows, dtype=torch.long, device=device)
-        stalled = torch.zeros_like(refined)
-    stream = None
-    kept: list[Evaluation] = []
-    info = None
-    if integrator is not None and not riemann:
-        like = tuple(torch.zeros((1, *t.shape[1:]), dtype=acc_dtype, device=t.device).expand_as(t) for t in inputs)
-        info = dict(n_paths=n_paths, output_index=path.example_index(torch.arange(n_paths, device=device)),
-                    n_outputs=batch, like=like, end_outputs=end_outputs, direction=direction, scale=1.0 / k)
-        if direction < 0 and not integrator.needs_path_ends:
-            stream = integrator.accumulator(PathInfo(**info))
-    pending: tuple[Tensor, ...] | None = None  # w1 * path element of the previous segment (next gradient's)
-    previous: tuple | None = None  # adaptive: (points, gradients, outputs) at the open segment's start
+    walk = _Walk(model, path, internal_batch_size, path.example_index(row_ids), inputs, row_ids, acc_dtype)
+    sums = _RiemannSums(walk, segments, end_outputs, direction) if riemann else None
+    stream = _Streamed(integrator, walk, path, inputs, end_outputs, batch, k) if integrator and not riemann else None
     for j in range(path.n_steps):
         points = path.points(rows)
-        ev = walk.evaluate(row_ids, points, need_target, False, key)
+        ev = walk.evaluate(points, integrator is not None, False, key)
         disp = path.advance(ev, rows)
         if direction > 0 and j == 0 and ev.outputs is not None:
             start_outputs[row_ids] = ev.outputs.to(start_outputs.dtype)
-        if integrator is None:
-            continue
-        grads = ev.gradients
-        assert grads is not None
-        if riemann:
-            assert acc is not None
-            if adaptive:
-                if previous is not None:
-                    walk.adaptive_segment(acc, refined, stalled, *previous, points, grads, ev.outputs, tol,
-                                          segments.depth, direction)
-                previous = (points, grads, ev.outputs)
-                continue
-            if pending is not None:
-                _add_products(acc, grads, pending)
-            if w0:
-                _add_products(acc, grads, disp if w0 == 1.0 else _scaled(disp, w0))
-            if inner:
-                walk.inner_nodes(acc, points, path.points(rows), disp, inner)
-            pending = _scaled(disp, w1) if w1 else None
-            continue
-        row_ev = Evaluation(row_ids, torch.full_like(row_ids, j), tuple(g.to(acc_dtype) for g in grads), ev.outputs,
-                            tuple(d.to(acc_dtype) for d in disp))
-        if direction > 0 and j == 0:
-            stream = integrator.accumulator(PathInfo(**info, start_outputs=start_outputs))  # type: ignore[arg-type]
-        if stream is not None:
-            stream.update(row_ev)
-        else:
-            kept.append(row_ev)
-    need_end_gradient = end_gradient or pending is not None or previous is not None
+        if sums is not None:
+            sums.step(points, ev, disp, lambda: path.points(rows))
+        elif stream is not None:
+            stream.step(j, ev, disp, start_outputs)
+    end_gradient = end_gradient or (sums is not None and sums.needs_end_gradient)
     end = None
-    if direction < 0 or need_end_gradient or evaluate_end or integrator is None:
-        end = walk.evaluate(row_ids, path.points(rows), need_end_gradient, True, key + ("end",))
+    if direction < 0 or end_gradient or evaluate_end or integrator is None:
+        end = walk.evaluate(path.points(rows), end_gradient, True, key + ("end",))
         if direction < 0:
-            start_outputs[row_ids] = end.outputs.to(start_outputs.dtype)
-    extras: dict[str, Any] = {}
-    if integrator is None:
-        return SequentialResult(None, None, extras, start_outputs, end, row_ids)
-    if riemann:
-        assert acc is not None
-        if pending is not None:
-            _add_products(acc, end.gradients, pending)  # type: ignore[union-attr,arg-type]
-        if previous is not None:
-            walk.adaptive_segment(acc, refined, stalled, *previous, path.points(rows),  # type: ignore[arg-type]
-                                  end.gradients, end.outputs, tol, segments.depth, direction)  # type: ignore[union-attr]
-            for name, count in (("refined_pieces", refined), ("stalled_pieces", stalled)):
-                full = torch.zeros(n_paths, dtype=torch.long, device=device)
-                full[row_ids] = count  # type: ignore[index]
-                extras[name] = full
-        per_path = tuple(acc)
-        if rows is not None:
-            per_path = tuple(torch.zeros((n_paths, *a.shape[1:]), dtype=a.dtype, device=a.device).index_copy_(
-                0, rows, a) for a in acc)
+            start_outputs[row_ids] = end.outputs.to(start_outputs.dtype)  # type: ignore[union-attr]
+    if sums is not None:
+        per_path, extras = sums.finish(path.points(rows), end, n_paths)
         return SequentialResult(_mean_paths(per_path, batch, k), per_path, extras, start_outputs, end, row_ids)
-    if stream is None:  # replay the recorded steps now that both path ends are known
-        stream = integrator.accumulator(PathInfo(**info, start_outputs=start_outputs))  # type: ignore[arg-type]
-        for row_ev in kept:
-            stream.update(row_ev)
-        kept.clear()
-    far = start_outputs if direction < 0 else end_outputs
-    stream.update(Evaluation(row_ids, torch.full_like(row_ids, path.n_steps), zeros, far[row_ids], zeros))
-    return SequentialResult(stream.result(), None, dict(stream.extras), start_outputs, end, row_ids)
+    if stream is not None:
+        far = start_outputs if direction < 0 else end_outputs
+        attr, extras = stream.finish(start_outputs, far)
+        return SequentialResult(attr, None, extras, start_outputs, end, row_ids)
+    return SequentialResult(None, None, {}, start_outputs, end, row_ids)
 
 
 def walk_sequential_path(
@@ -391,17 +318,129 @@ def _concat(parts: list[StepEvaluation]) -> StepEvaluation:
     return StepEvaluation(grads, outs, extras)  # type: ignore[arg-type]
 
 
+class _RiemannSums:
+    """Per-path Riemann sums along the segments of a sequential path: the plain left sum, a segment rule's nodes
+    (the node at the segment's end waits, as ``pending``, for the next step's gradient) or adaptive bisection."""
+
+    def __init__(self, walk: _Walk, segments: SegmentRule, end_outputs: Tensor, direction: int) -> None:
+        self.walk, self.depth, self.direction = walk, segments.depth, direction
+        self.acc = [z.clone() for z in walk.zeros]
+        self.adaptive = segments.adaptive is not None
+        self.w0 = self.w1 = 0.0
+        self.inner: list[tuple[float, float]] = []
+        if not self.adaptive:
+            t_nodes, w_nodes = segments.nodes()
+            self.w0 = sum(w for t, w in zip(t_nodes, w_nodes) if t == 0.0)
+            self.w1 = sum(w for t, w in zip(t_nodes, w_nodes) if t == 1.0)
+            self.inner = [(t, w) for t, w in zip(t_nodes, w_nodes) if 0.0 < t < 1.0]
+        else:
+            finfo = torch.finfo(end_outputs.dtype)
+            scale = end_outputs.abs().to(torch.float64).clamp_min(finfo.tiny)
+            relative = max(float(segments.adaptive), ADAPTIVE_MIN_ULPS * finfo.eps)  # type: ignore[arg-type]
+            self.tol = (relative / walk.path.n_steps) * scale[walk.row_ids]
+            self.refined = torch.zeros(walk.row_ids.numel(), dtype=torch.long, device=end_outputs.device)
+            self.stalled = torch.zeros_like(self.refined)
+        self.pending: tuple[Tensor, ...] | None = None  # w1 * path element of the previous segment
+        self.previous: tuple | None = None  # adaptive: (points, gradients, outputs) at the open segment's start
+
+    @property
+    def needs_end_gradient(self) -> bool:
+        return self.pending is not None or self.previous is not None
+
+    def step(self, points: tuple[Tensor, ...], ev: StepEvaluation, disp: tuple[Tensor, ...],
+             next_points: Callable[[], tuple[Tensor, ...]]) -> None:
+        grads = ev.gradients
+        assert grads is not None
+        if self.adaptive:
+            if self.previous is not None:
+                self.walk.adaptive_segment(self.acc, self.refined, self.stalled, *self.previous, points, grads,
+                                           ev.outputs, self.tol, self.depth, self.direction)
+            self.previous = (points, grads, ev.outputs)
+            return
+        if self.pending is not None:
+            _add_products(self.acc, grads, self.pending)
+        if self.w0:
+            _add_products(self.acc, grads, disp if self.w0 == 1.0 else _scaled(disp, self.w0))
+        if self.inner:
+            self.walk.inner_nodes(self.acc, points, next_points(), disp, self.inner)
+        self.pending = _scaled(disp, self.w1) if self.w1 else None
+
+    def finish(self, end_points: tuple[Tensor, ...], end: StepEvaluation | None,
+               n_paths: int) -> tuple[tuple[Tensor, ...], dict[str, Any]]:
+        """Close the last segment with the gradient at the end; per-path sums ``[n_paths, *S]`` and extras."""
+        extras: dict[str, Any] = {}
+        rows = self.walk.row_ids
+        if self.pending is not None:
+            _add_products(self.acc, end.gradients, self.pending)  # type: ignore[union-attr,arg-type]
+        if self.previous is not None:
+            self.walk.adaptive_segment(self.acc, self.refined, self.stalled, *self.previous, end_points,
+                                       end.gradients, end.outputs, self.tol, self.depth,  # type: ignore[union-attr]
+                                       self.direction)
+            for name, count in (("refined_pieces", self.refined), ("stalled_pieces", self.stalled)):
+                extras[name] = torch.zeros(n_paths, dtype=torch.long, device=count.device).index_copy_(0, rows, count)
+        if rows.numel() == n_paths:
+            return tuple(self.acc), extras
+        return tuple(torch.zeros((n_paths, *a.shape[1:]), dtype=a.dtype, device=a.device).index_copy_(0, rows, a)
+                     for a in self.acc), extras
+
+
+class _Streamed:
+    """Any other integrator: one :class:`Evaluation` per step (float64), streamed when the accumulator can start
+    (it needs both path ends, or the path starts at the baseline end), else kept and replayed at the end."""
+
+    def __init__(self, integrator: Integrator, walk: _Walk, path: SequentialPath, inputs: tuple[Tensor, ...],
+                 end_outputs: Tensor, batch: int, k: int) -> None:
+        self.integrator, self.walk, self.direction, self.n_steps = integrator, walk, path.direction, path.n_steps
+        dtype = walk.zeros[0].dtype
+        like = tuple(torch.zeros((1, *t.shape[1:]), dtype=dtype, device=t.device).expand_as(t) for t in inputs)
+        every = torch.arange(path.n_paths, device=end_outputs.device)
+        self.info = dict(n_paths=path.n_paths, output_index=path.example_index(every), n_outputs=batch, like=like,
+                         end_outputs=end_outputs, direction=path.direction, scale=1.0 / k)
+        self.acc = None
+        if path.direction < 0 and not integrator.needs_path_ends:
+            self.acc = integrator.accumulator(PathInfo(**self.info))  # type: ignore[arg-type]
+        self.kept: list[Evaluation] = []
+
+    def step(self, j: int, ev: StepEvaluation, disp: tuple[Tensor, ...], start_outputs: Tensor) -> None:
+        rows, dtype = self.walk.row_ids, self.walk.zeros[0].dtype
+        grads = ev.gradients
+        assert grads is not None
+        row_ev = Evaluation(rows, torch.full_like(rows, j), tuple(g.to(dtype) for g in grads), ev.outputs,
+                            tuple(d.to(dtype) for d in disp))
+        if self.direction > 0 and j == 0:  # f at the baseline end is the first step's output
+            self.acc = self.integrator.accumulator(PathInfo(**self.info, start_outputs=start_outputs))  # type: ignore
+        if self.acc is not None:
+            self.acc.update(row_ev)
+        else:
+            self.kept.append(row_ev)
+
+    def finish(self, start_outputs: Tensor, far_outputs: Tensor) -> tuple[tuple[Tensor, ...], dict[str, Any]]:
+        """Replay what was kept, add the output-only closing row at the far end and return the attributions."""
+        if self.acc is None:
+            self.acc = self.integrator.accumulator(PathInfo(**self.info, start_outputs=start_outputs))  # type: ignore
+            for row_ev in self.kept:
+                self.acc.update(row_ev)
+            self.kept.clear()
+        rows, zeros = self.walk.row_ids, self.walk.zeros
+        self.acc.update(Evaluation(rows, torch.full_like(rows, self.n_steps), zeros, far_outputs[rows], zeros))
+        return self.acc.result(), dict(self.acc.extras)
+
+
 class _Walk:
     """Evaluations of one sequential integration: the chunked step evaluations and the Riemann extras."""
 
     def __init__(self, model: ModelFunction, path: SequentialPath, internal_batch_size: int | None, example: Tensor,
-                 inputs: tuple[Tensor, ...]) -> None:
+                 inputs: tuple[Tensor, ...], row_ids: Tensor, acc_dtype: torch.dtype) -> None:
         self.model, self.path, self.ibs, self.example = model, path, internal_batch_size, example
         self.numel = row_numel(inputs)
+        self.row_ids = row_ids
+        #: zero rows (one per active path) in the accumulation dtype, per input
+        self.zeros = tuple(torch.zeros((row_ids.numel(), *t.shape[1:]), dtype=acc_dtype, device=t.device)
+                           for t in inputs)
 
-    def evaluate(self, row_ids: Tensor, points: tuple[Tensor, ...], gradient: bool, final: bool,
-                 key: tuple) -> StepEvaluation:
-        """Evaluate the rows in chunks (the path's ``evaluate``, else the target gradient / output)."""
+    def evaluate(self, points: tuple[Tensor, ...], gradient: bool, final: bool, key: tuple) -> StepEvaluation:
+        """Evaluate the active rows in chunks (the path's ``evaluate``, else the target gradient / output)."""
+        row_ids = self.row_ids
         n = row_ids.numel()
         parts = []
         for a, b in plan_chunks(self.ibs, n, self.numel, key):
