@@ -334,3 +334,10 @@ def test_executor_options_are_checked(tmp_path, capsys):
     assert code == 2 and "--executor ray" in text
     with pytest.raises(KeyError, match="unknown executor"):
         run(["synthetic"], db=str(tmp_path / "y.sqlite"), executor="dask", **KW)
+
+
+def test_ray_executor_without_ray_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    code, text = _cli(["run", "--family", "synthetic", "--quick", "--limit", "1", "--methods", "saliency",
+                       "--executor", "ray", "--db", str(tmp_path / "r.sqlite"), "--no-progress"], capsys)
+    assert code == 2 and "pip install" in text and "Traceback" not in text

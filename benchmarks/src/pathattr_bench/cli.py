@@ -138,6 +138,11 @@ def _bench_run(args: argparse.Namespace, argv: list[str]) -> int:
     except (AccuracyError, StoreError) as err:
         print(f"pathattr-bench run: {err}", file=sys.stderr)
         return 2
+    except ImportError as err:
+        if args.executor != "ray" or "--executor ray" not in str(err):
+            raise
+        print(f"pathattr-bench run: {err}", file=sys.stderr)
+        return 2
     except KeyError as err:
         print(f"pathattr-bench run: {err.args[0]}", file=sys.stderr)
         return 2

@@ -148,7 +148,10 @@ def run_ray(store: Store, run_id: int, stats: Any, families: Sequence[str], meth
             or this process, after that many units were written; a unit of ``(method, example)`` raises inside
             the worker).
     """
-    import ray
+    try:
+        import ray
+    except ImportError as err:
+        raise ImportError("--executor ray needs Ray: pip install -e './benchmarks[ray]' (or 'ray>=2.60')") from err
 
     started_ray = False
     if not ray.is_initialized():
@@ -245,8 +248,11 @@ def _run_plan(ray: Any, spawn: Callable[[], Any], actors: dict[int, Any], plan: 
     log(f"[{name}] {units} work units of up to {bs} examples to compute")
     inflight: dict[Any, tuple[int, Series, list[int], int]] = {}
     load = dict.fromkeys(actors, 0)
-    # pids for the kill test, asked before any unit is queued (an actor runs one call at a time)
-    pids = dict(zip(actors, ray.get([a.pid.remote() for a in actors.values()]))) if kill_worker_after else {}
+    # wait until every worker has loaded the family (so the loop below measures dispatch alone); the pids are
+    # for the kill test, asked before any unit is queued (an actor runs one call at a time)
+    pids = dict(zip(actors, ray.get([a.pid.remote() for a in actors.values()])))
+    stats.startup_seconds += time.perf_counter() - t0
+    loop0 = time.perf_counter()
     next_id = max(actors) + 1
     cpu = 0.0
     finished_units = 0
@@ -324,6 +330,7 @@ def _run_plan(ray: Any, spawn: Callable[[], Any], actors: dict[int, Any], plan: 
             os.kill(os.getpid(), signal.SIGKILL)  # (test) the driver dies with units in flight
         if fail_after is not None and stats.computed >= fail_after:
             raise InjectedFailure(f"injected failure after {stats.computed} computed examples")
+    stats.dispatch_seconds += time.perf_counter() - loop0
     seconds = time.perf_counter() - t0
     stats.seconds[name] = seconds
     store.record_family_run(run_id, fam, model, profile, seconds, load_s, stats.computed - before[0],
