@@ -396,7 +396,7 @@ class ModelFunction:
             try:
                 output = self.forward(inputs)
             except Exception as err:
-                if self._accepts_unbatched(inputs):
+                if self._accepts_unbatched(inputs, any_output=True):
                     raise self._unbatched_error(inputs) from err
                 raise
         if callable(target) and not isinstance(target, Tensor):
@@ -454,14 +454,20 @@ class ModelFunction:
             self.target = index.to(output.device)
         return self.select(output, None)
 
-    def _accepts_unbatched(self, inputs: Sequence[Tensor]) -> bool:
-        """Whether the model gives one example's output (``[1]`` or ``[1, C]``) when every input gets a leading
-        axis of size 1, i.e. ``inputs`` look like one example without its batch dimension."""
+    def _accepts_unbatched(self, inputs: Sequence[Tensor], any_output: bool = False) -> bool:
+        """Whether ``inputs`` look like one example without its batch dimension: the model runs when every input
+        gets a leading axis of size 1 and returns one example's output (``[1]`` or ``[1, C]``; with ``any_output``,
+        used when the plain call raised, the first tensor of a tuple or dict output counts)."""
+        if inputs[0].ndim > 4 or inputs[0].shape[0] == 1:
+            return False
         try:
             with torch.no_grad():
                 out = self.forward_func(*(t.unsqueeze(0) for t in inputs), *self._args)
         except Exception:
             return False
+        if any_output:  # the first tensor of a tuple / dict output
+            while isinstance(out, (tuple, list, dict)) and len(out):
+                out = next(iter(out.values())) if isinstance(out, dict) else out[0]
         return isinstance(out, Tensor) and out.ndim in (1, 2) and out.shape[0] == 1
 
     def _unbatched_error(self, inputs: Sequence[Tensor]) -> InputValidationError:
