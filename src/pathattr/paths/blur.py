@@ -232,14 +232,12 @@ class BlurPath(ParametricPath):
         return tuple(m.index_select(0, inverse) for m in mats)  # type: ignore[return-value]
 
     def start_points(self, path_index: Tensor) -> tuple[Tensor, ...]:
-        n = path_index.shape[0]
-        last = torch.tensor([len(self.sigma_list) - 1])
+        last = torch.full((path_index.shape[0],), len(self.sigma_list) - 1)
         out = []
-        for x in self.inputs:  # blur(x, sigma_m) with the node matrices of the last node (= blur_rows)
+        for x in self.inputs:  # blur(x, sigma_m) with one copy of the last node's matrices per row (= blur_rows)
             rows = x[path_index]
             for dim in spatial_dims_of(rows, self.spatial_dims):
-                mat = self._node_matrices(rows.shape[dim], rows.dtype, last)[0][0]
-                rows = apply_along(rows, mat.expand(n, *mat.shape), dim)
+                rows = apply_along(rows, self._node_matrices(rows.shape[dim], rows.dtype, last)[0], dim)
             out.append(rows)
         return tuple(out)
 
