@@ -81,11 +81,11 @@ def test_guided_ig_and_ig2_in_one_call_each(classifier):
     assert g.method == "guided_integrated_gradients" and torch.isfinite(g.scores[0]).all()
     assert float(g.explanation.relative_delta.max()) < 0.2
     e = nlp.explain_text(model, tokenizer, text, method="ig2", reference_pool=POSITIVE[:3] + NEGATIVE[:3],
-                         n_references=2, n_steps=12)
+                         n_references=2, n_steps=6)
     assert e.method == "ig2" and torch.isfinite(e.scores[0]).all()
     assert e.extras["references"] == [NEGATIVE[:2]]  # other-class sentences for a positive text
     assert e.explanation.attributions.shape[:2] == nlp.encode(tokenizer, text)["input_ids"].shape
-    explicit = nlp.explain_text(model, tokenizer, text, method="ig2", references=NEGATIVE[:2], n_steps=12)
+    explicit = nlp.explain_text(model, tokenizer, text, method="ig2", references=NEGATIVE[:2], n_steps=6)
     assert torch.allclose(explicit.scores[0], e.scores[0], atol=1e-5)
 
 
