@@ -74,6 +74,26 @@ def test_ig_equals_captum_layer_ig_on_minilm(classifier):
     assert all(p.requires_grad for p in model.parameters()) and not model.training
 
 
+def test_layer_ig_on_the_whole_embeddings_module_equals_captum(classifier):
+    """Captum's BERT tutorial attributes `model.bert.embeddings` (word + position + type embeddings, LayerNorm);
+    the forward function is a plain lambda here."""
+    captum = pytest.importorskip("captum.attr")
+    import pathattr
+
+    model, tokenizer = classifier
+    batch = nlp.encode(tokenizer, TEXTS)
+    base = nlp.baseline_ids(tokenizer, batch, "pad")
+
+    def forward(ids, mask):
+        return model(input_ids=ids, attention_mask=mask).logits
+
+    args = dict(baselines=base, target=1, additional_forward_args=(batch["attention_mask"],), n_steps=16)
+    ours = pathattr.LayerIntegratedGradients(forward, model.bert.embeddings).attribute(batch["input_ids"], **args)
+    ref = captum.LayerIntegratedGradients(forward, model.bert.embeddings).attribute(batch["input_ids"], **args)
+    assert ours.shape == (2, batch["input_ids"].shape[1], 384)
+    assert (ours - ref).abs().max().item() <= 1e-5
+
+
 def test_guided_ig_and_ig2_in_one_call_each(classifier):
     model, tokenizer = classifier
     text = TEXTS[:1]
