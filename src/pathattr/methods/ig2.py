@@ -179,10 +179,10 @@ REFERENCE_SETTINGS: dict[str, Any] = {"n_steps": 201, "step_size": None, "bounds
 
 #: pathattr's well-posed IG2 (docs/ig2.md, "Well-posed default"): a convergent path (damped Newton steps on the
 #: representation distance, capped at ``|x - x^r| / n_steps``), adaptive trapezoid segments (completeness gap
-#: about ``adaptive`` of ``|f_c(x)|``), at a third of the paper preset's steps
-WELLPOSED_SETTINGS: dict[str, Any] = {"n_steps": 64, "step_size": None, "bounds": None,
+#: about ``adaptive`` of ``|f_c(x)|``), with 32 path steps (the paper preset: 201)
+WELLPOSED_SETTINGS: dict[str, Any] = {"n_steps": 32, "step_size": None, "bounds": None,
                                       "step_rule": "damped_newton", "segment_rule": "trapezoid", "substeps": 1,
-                                      "adaptive": 0.02, "adaptive_depth": 6}
+                                      "adaptive": 0.03, "adaptive_depth": 6}
 
 #: what ``IG2.explain`` uses for an argument that neither the caller nor a preset sets
 DEFAULT_SETTINGS: dict[str, Any] = REFERENCE_SETTINGS
@@ -384,6 +384,8 @@ class IG2(_GradPathMethod):
                                 step_rule=settings["step_rule"], **segments.describe(),
                                 internal_batch_size=internal_batch_size)
             result_extras["stopped"] = path.stopped.view(b, r)
+            if settings["step_rule"] == "damped_newton":
+                result_extras["rejected_steps"] = path.rejections.view(b, r)
             baseline_out = end.outputs.view(b, r).mean(1)
             out = s.explanation((attr.to(su.x.dtype),), hyper, baseline_outputs=baseline_out, extras=result_extras)
             out.extras["completeness_gap"] = out.convergence_delta

@@ -53,9 +53,10 @@ def default_eps(dtype: torch.dtype) -> float:
 
 
 #: step rules of GradPath: ``"fixed"`` (the reference: every unclipped step has length ``eta``) and
-#: ``"damped_newton"`` (pathattr's well-posed rule: length ``min(cap, D / |u|)``, a Newton step on the distance,
-#: with the cap ``eta`` halved for a path whenever its distance went up, so the path converges instead of
-#: oscillating around the representation minimum)
+#: ``"damped_newton"`` (pathattr's well-posed rule, a monotone descent: length ``min(eta, D / |u|, |u| / 2c)``, the
+#: Newton step on the distance and the minimum of a quadratic model with the curvature ``c`` measured along the
+#: previous step; a point that raised the distance is rejected, the path returns and halves its step), so the path
+#: converges instead of oscillating around the representation minimum
 STEP_RULES = ("fixed", "damped_newton")
 
 #: a path stops (stays exactly where it is, for good) once its representation difference is float noise:
@@ -303,8 +304,8 @@ class GradPath(SequentialPath):
         eps: normaliser floor.
         distance: ``(h, rho) -> [n]`` representation distance.
         record_path: keep every point (``path``, ``K + 1`` tensors ``[P, *S]``).
-        step_rule: ``"fixed"`` (reference: length ``eta``) or ``"damped_newton"`` (length ``min(cap, D / |u|)``,
-            the cap starting at ``eta`` and halved for a path each time its distance increased).
+        step_rule: ``"fixed"`` (reference: length ``eta``) or ``"damped_newton"`` (a monotone descent: length
+            ``min(eta, D / |u|, |u| / 2c)``, a point that raised the distance rejected; see :meth:`_damped_newton`).
 
     Every rule stops a path for good once its representation difference is float noise
     (:func:`at_noise_floor`): such a path stays exactly where it is (``stopped``).
@@ -323,9 +324,14 @@ class GradPath(SequentialPath):
         if step_rule not in STEP_RULES:
             raise InputValidationError(f"`step_rule` must be one of {STEP_RULES}, got {step_rule!r}.", "step_rule")
         self.step_rule = step_rule
-        self.cap = step_size.clone()  # damped_newton: eta per path, halved whenever its distance went up
-        self.previous_distance: Tensor | None = None
+        self.cap = step_size.clone()  # damped_newton: eta per path, half the last rejected step after a rejection
         self.stopped = torch.zeros(start.shape[0], dtype=torch.bool, device=start.device)
+        self.anchor_point, self.anchor_distance, self.anchor_norm = start, None, None  # damped_newton state
+        self.last_step = torch.zeros(start.shape[0], dtype=torch.float64 if start.dtype == torch.float64 else
+                                     torch.float32, device=start.device)
+        self.curvature = torch.zeros_like(self.last_step)
+        self.accepted: list[Tensor] = []  # damped_newton: per step, whether the evaluated point was kept
+        self.rejections = torch.zeros(start.shape[0], dtype=torch.long, device=start.device)
         self.capture, self.rho, self.example, self.n_steps = capture, rho, example_index, n_steps
         self.step_size, self.bounds, self.eps, self.distance = step_size, bounds, eps, distance
         self.point = start.detach().clone()
@@ -388,15 +394,12 @@ class GradPath(SequentialPath):
         if self.step >= self.n_steps:
             raise RuntimeError("GradPath has already taken all its steps")
         d = evaluation.extras["distance"]
+        u = evaluation.extras["cf_gradient"]
         self.stopped = self.stopped | evaluation.extras["at_floor"]
-        newton = None
         if self.step_rule == "damped_newton":
-            if self.previous_distance is not None:
-                self.cap = torch.where(d > self.previous_distance, self.cap * 0.5, self.cap)
-            self.previous_distance = d
-            newton = d
-        new, norm = gradpath_step(self.point, evaluation.extras["cf_gradient"], self.cap, self.bounds, self.eps,
-                                  newton, self.stopped)
+            new, norm = self._damped_newton(d, u)
+        else:
+            new, norm = gradpath_step(self.point, u, self.cap, self.bounds, self.eps, None, self.stopped)
         self.distances.append(d)
         self.cf_norms.append(norm)
         if evaluation.outputs is not None:
@@ -407,6 +410,48 @@ class GradPath(SequentialPath):
         if self.path is not None:
             self.path.append(new)
         return (disp,)
+
+    def _damped_newton(self, d: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
+        """One step of the well-posed rule (a monotone descent on ``D``; no extra model evaluation).
+
+        A point whose distance is above that of the last accepted point (the *anchor*) is rejected: the path
+        returns to the anchor (the out-and-back segments cancel under the trapezoid / adaptive segment rules) and
+        the cap becomes half the rejected step. From an accepted point the step length is
+        ``min(cap, D / |u|, |u| / (2 c))``: the Newton step on ``D`` (the root of ``D - t |u|``), and the minimum
+        of the quadratic model ``D - t |u| + c t^2`` whose curvature ``c`` is measured along the previous step
+        (``c = (D_new - D_old + t |u_old|) / t^2``; ignored when not positive).
+        """
+        n = d.shape[0]
+        norm = torch.linalg.vector_norm(u.reshape(n, -1), dim=1).to(d.dtype)
+        first = self.anchor_distance is None
+        if first:
+            worse = torch.zeros_like(self.stopped)
+        else:
+            worse = (d > self.anchor_distance) & ~self.stopped
+            moved = self.last_step > 0
+            curv = (d - self.anchor_distance + self.last_step * self.anchor_norm) / self.last_step.clamp_min(
+                torch.finfo(d.dtype).tiny).square()
+            self.curvature = torch.where(moved, curv, self.curvature)
+            self.cap = torch.where(worse, 0.5 * self.last_step, self.cap)
+        accept = ~worse
+        self.accepted.append(accept)
+        self.rejections += worse.long()
+        if first:
+            self.anchor_point, self.anchor_distance, self.anchor_norm = self.point, d, norm
+        else:
+            view = (-1, *([1] * (self.point.ndim - 1)))
+            self.anchor_point = torch.where(accept.view(view), self.point, self.anchor_point)
+            self.anchor_distance = torch.where(accept, d, self.anchor_distance)
+            self.anchor_norm = torch.where(accept, norm, self.anchor_norm)
+        eta = torch.minimum(self.cap.to(d.dtype), d.clamp_min(0) / norm.clamp_min(torch.finfo(d.dtype).tiny))
+        quad = norm / (2 * self.curvature.clamp_min(torch.finfo(d.dtype).tiny))
+        eta = torch.where(self.curvature > 0, torch.minimum(eta, quad), eta)
+        new, _ = gradpath_step(self.point, u, eta, self.bounds, self.eps, None, self.stopped | worse)
+        if bool(worse.any()):
+            new = torch.where(worse.view(-1, *([1] * (new.ndim - 1))), self.anchor_point, new)
+        step = torch.linalg.vector_norm((new - self.point).reshape(n, -1), dim=1).to(d.dtype)
+        self.last_step = torch.where(worse, torch.zeros_like(step), step)  # no curvature from the way back
+        return new, norm
 
     def _target_gradient(self, model: ModelFunction, values: Tensor, z: Tensor) -> Tensor:
         """``grad f_c`` at ``z`` (second backward through the retained graph), checked for NaN / inf."""
