@@ -150,30 +150,49 @@ def throughput_markdown(results: list[dict[str, Any]]) -> str:
 
 def cost_model(db: str, family: str, images: int = 50_000, nodes: tuple[int, ...] = (1, 8, 32),
                overhead_per_unit_s: float = 0.0, gpu_rows_per_s: float = GPU_ROWS_PER_S,
-               batch_size: int = 1, cores: int = 2) -> dict[str, Any]:
+               batch_size: int = 1, cores: int = 2, same_as: dict[str, str] | None = None,
+               cpu_per_wall: float | None = None) -> dict[str, Any]:
     """Hours for ``images`` explicands x every method stored for ``family`` in ``db`` (see the module docstring)."""
     with Store(db, readonly=True) as s:
         rows = s.query("SELECT method, metric, value FROM results WHERE family = ? AND metric IN "
                        "('cost_passes', 'cost_seconds')", (family,))
-        fr = s.query("SELECT seconds, load_seconds, computed, cpu_seconds FROM family_runs WHERE family = ? AND "
-                     "computed > 0 ORDER BY finished DESC", (family,))
+        fr = s.query("SELECT seconds, load_seconds, computed, cpu_seconds, run_id FROM family_runs WHERE family = ? "
+                     "AND computed > 0 ORDER BY finished DESC", (family,))
         hw = s.query("SELECT hardware FROM runs ORDER BY run_id DESC LIMIT 1")
-    if not rows or not fr:
-        raise ValueError(f"{db} has no cost rows for {family}")
+        if not fr and rows and cpu_per_wall is not None:  # a run that was killed: no family record, ratio given
+            run_id = s.query("SELECT MAX(run_id) FROM results WHERE family = ?", (family,))[0][0]
+            load = s.query("SELECT load_seconds FROM models WHERE family = ? ORDER BY recorded DESC", (family,))
+            fr = [(0.0, load[0][0] if load else 0.0, 0, 0.0, run_id)]
+        if not rows or not fr:
+            raise ValueError(f"{db} has no cost rows (or no finished family run; give cpu_per_wall) for {family}")
+        # each unit is written in one transaction with one timestamp: its wall time is the gap to the previous
+        # write (the first one counts from the run's start plus the family's load time)
+        started = s.query("SELECT started FROM runs WHERE run_id = ?", (fr[0][4],))[0][0]
+        units = s.query("SELECT created, SUM(CASE WHEN metric = 'cost_seconds' THEN value END), COUNT(DISTINCT "
+                        "example) FROM results WHERE family = ? AND run_id = ? GROUP BY created ORDER BY created",
+                        (family, fr[0][4]))
     per: dict[str, dict[str, list[float]]] = {}
     for method, metric, value in rows:
         per.setdefault(method, {}).setdefault(metric, []).append(float(value))
-    seconds, load_s, computed, cpu = fr[0]
+    measured = set(per)
+    seconds, load_s, computed, cpu, _ = fr[0]
     # wall -> CPU core-seconds with the run's own ratio (1 on an idle machine with one thread)
-    ratio = cpu / seconds if cpu else 1.0
-    attribution_total = sum(sum(d.get("cost_seconds", [])) for d in per.values())
-    metric_s = ratio * max(0.0, (seconds - (load_s or 0.0) - attribution_total) / computed)  # metrics + writes
+    ratio = cpu_per_wall if cpu_per_wall is not None else (cpu / seconds if cpu else 1.0)
+    previous, gaps, attribution, examples = started + (load_s or 0.0), 0.0, 0.0, 0
+    for created, attr, count in units:
+        gaps += created - previous
+        attribution += attr or 0.0
+        examples += count
+        previous = created
+    metric_s = ratio * max(0.0, (gaps - attribution) / max(examples, 1))  # metrics and writes per (example, method)
+    assumed = {m: src for m, src in (same_as or {}).items() if m not in measured and src in measured}
+    per.update({m: per[src] for m, src in assumed.items()})  # not measured: costed like ``src`` (stated)
     methods = []
     for method, d in sorted(per.items()):
         passes = statistics.fmean(d["cost_passes"])
         attr_s = ratio * statistics.fmean(d["cost_seconds"])
         methods.append({"method": method, "passes": passes, "attr_s": attr_s, "s_per_row": attr_s / passes,
-                        "total_s": attr_s + metric_s})
+                        "total_s": attr_s + metric_s, "assumed": assumed.get(method)})
     per_image = sum(m["total_s"] for m in methods)
     rows_per_image = sum(m["passes"] for m in methods)
     s_per_row = sum(m["attr_s"] for m in methods) / rows_per_image
@@ -196,7 +215,8 @@ def cost_markdown(c: dict[str, Any]) -> str:
              "example |",
              "|---|---|---|---|---|"]
     for m in c["methods"]:
-        lines.append(f"| {m['method']} | {m['passes']:.0f} | {m['attr_s']:.2f} | {1000 * m['s_per_row']:.2f} | "
+        name = m["method"] + (f" (not measured: as {m['assumed']})" if m.get("assumed") else "")
+        lines.append(f"| {name} | {m['passes']:.0f} | {m['attr_s']:.2f} | {1000 * m['s_per_row']:.2f} | "
                      f"{m['total_s']:.2f} |")
     lines += ["", f"Per image, all {len(c['methods'])} methods: {c['rows_per_image']:.0f} rows, "
                   f"{c['per_image_s']:.1f} s (metrics and writes {c['metric_s_per_unit']:.2f} s per "
@@ -205,7 +225,7 @@ def cost_markdown(c: dict[str, Any]) -> str:
               f"| {c['images']:,} images | hours |", "|---|---|",
               f"| one {c['cores']}-core machine | {c['hours_one_machine']:,.0f} |"]
     for n, h in c["hours_nodes"].items():
-        lines.append(f"| {n} {c['cores']}-core machines (Ray) | {h:,.1f} |")
+        lines.append(f"| Ray, {n} x {c['cores']}-core machines | {h:,.1f} |")
     lines.append(f"| one GPU at {c['gpu_rows_per_s']:,.0f} rows/s (estimate) | {c['hours_gpu']:,.1f} |")
     return "\n".join(lines)
 
@@ -230,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--overhead-ms", type=float, default=0.0, help="Ray overhead per unit (from `throughput`)")
     c.add_argument("--gpu-rows-per-s", type=float, default=GPU_ROWS_PER_S)
     c.add_argument("--cores", type=int, default=2, help="CPU cores per machine")
+    c.add_argument("--same-as", help="cost unmeasured methods like a measured one: m1=ig2,m2=ig2")
+    c.add_argument("--cpu-per-wall", type=float, help="CPU/wall ratio of the run (default: its family record)")
     args = p.parse_args(argv)
     if args.command == "throughput":
         res = throughput(args.family, args.methods.split(",") if args.methods else None, args.profile, args.limit,
@@ -238,7 +260,9 @@ def main(argv: list[str] | None = None) -> int:
         print(throughput_markdown(res))
     else:
         res = cost_model(args.db, args.family, args.images, tuple(int(n) for n in args.nodes.split(",")),
-                         args.overhead_ms / 1000, args.gpu_rows_per_s, cores=args.cores)
+                         args.overhead_ms / 1000, args.gpu_rows_per_s, cores=args.cores,
+                         same_as=dict(kv.split("=", 1) for kv in args.same_as.split(",")) if args.same_as else None,
+                         cpu_per_wall=args.cpu_per_wall)
         print(cost_markdown(res))
     return 0
 
