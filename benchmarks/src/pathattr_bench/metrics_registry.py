@@ -257,6 +257,9 @@ def _stability(ctx: MetricContext) -> tuple[dict[str, Tensor], dict[str, Tensor]
     fam, spec = ctx.family, ctx.method
     hp = dict(ctx.hyperparameters) if ctx.hyperparameters is not None else spec.defaults(fam, ctx.quick)
     refs = ctx.references
+    # the stored attributions are the reference computation when the rerun reproduces them exactly: a
+    # deterministic method with the runner's own references (recomputed references use seed 0)
+    reuse = not spec.stochastic and not (spec.needs_references and refs is None)
     if spec.needs_references and refs is None:
         refs = _references_for(ctx)
     seed = int(torch.randint(0, 2**62, (1,), generator=ctx.generator))
@@ -275,7 +278,7 @@ def _stability(ctx: MetricContext) -> tuple[dict[str, Tensor], dict[str, Tensor]
     res = pm.stability(explain, ctx.x, ctx.target, perturbations=perturbations, chunk_size=chunk,
                        noise=s["noise"], top_k=s["top_k"], resolution=s["resolution"],
                        channel_reduction=s["channel_reduction"],
-                       absolute=s["absolute"], attributions=None if spec.stochastic else ctx.attributions,
+                       absolute=s["absolute"], attributions=ctx.attributions if reuse else None,
                        generator=seed)
     b = ctx.x.shape[0]
     ones = torch.ones(b, dtype=torch.float64)
