@@ -53,10 +53,10 @@ def default_eps(dtype: torch.dtype) -> float:
 
 
 #: step rules of GradPath: ``"fixed"`` (the reference: every unclipped step has length ``eta``) and
-#: ``"damped_newton"`` (pathattr's well-posed rule, a monotone descent: length ``min(eta, D / |u|, |u| / 2c)``, the
-#: Newton step on the distance and the minimum of a quadratic model with the curvature ``c`` measured along the
-#: previous step; a point that raised the distance is rejected, the path returns and halves its step), so the path
-#: converges instead of oscillating around the representation minimum
+#: ``"damped_newton"`` (pathattr's well-posed rule, a monotone descent: length ``min(eta, D / |u|)``, the Newton
+#: step on the distance; a point that raised the distance is rejected, the path returns and steps again along the
+#: same line to the minimum of the quadratic through both points, at most half as far), so the path converges
+#: instead of oscillating around the representation minimum
 STEP_RULES = ("fixed", "damped_newton")
 
 #: a path stops (stays exactly where it is, for good) once its representation difference is float noise:
@@ -305,7 +305,8 @@ class GradPath(SequentialPath):
         distance: ``(h, rho) -> [n]`` representation distance.
         record_path: keep every point (``path``, ``K + 1`` tensors ``[P, *S]``).
         step_rule: ``"fixed"`` (reference: length ``eta``) or ``"damped_newton"`` (a monotone descent: length
-            ``min(eta, D / |u|, |u| / 2c)``, a point that raised the distance rejected; see :meth:`_damped_newton`).
+            ``min(eta, D / |u|)``, a point that raised the distance rejected and the step along the same line
+            shortened; see :meth:`_damped_newton`).
 
     Every rule stops a path for good once its representation difference is float noise
     (:func:`at_noise_floor`): such a path stays exactly where it is (``stopped``).
@@ -330,6 +331,7 @@ class GradPath(SequentialPath):
         self.last_step = torch.zeros(start.shape[0], dtype=torch.float64 if start.dtype == torch.float64 else
                                      torch.float32, device=start.device)
         self.curvature = torch.zeros_like(self.last_step)
+        self.line_curvature = torch.zeros_like(self.last_step)
         self.accepted: list[Tensor] = []  # damped_newton: per step, whether the evaluated point was kept
         self.rejections = torch.zeros(start.shape[0], dtype=torch.long, device=start.device)
         self.capture, self.rho, self.example, self.n_steps = capture, rho, example_index, n_steps
@@ -412,45 +414,47 @@ class GradPath(SequentialPath):
         return (disp,)
 
     def _damped_newton(self, d: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
-        """One step of the well-posed rule (a monotone descent on ``D``; no extra model evaluation).
+        """One step of the well-posed rule (a monotone descent on ``D`` with a backtracking line search; no extra
+        model evaluation).
 
-        A point whose distance is above that of the last accepted point (the *anchor*) is rejected: the path
-        returns to the anchor (the out-and-back segments cancel under the trapezoid / adaptive segment rules) and
-        the cap becomes half the rejected step. From an accepted point the step length is
-        ``min(cap, D / |u|, |u| / (2 c))``: the Newton step on ``D`` (the root of ``D - t |u|``), and the minimum
-        of the quadratic model ``D - t |u| + c t^2`` whose curvature ``c`` is measured along the previous step
-        (``c = (D_new - D_old + t |u_old|) / t^2``; ignored when not positive).
+        From an accepted point the step length is ``min(cap, D / |u|)``: the Newton step on ``D`` (the root of the
+        first-order model ``D - t |u|``). A point whose distance is above that of the last accepted point (the
+        *anchor*) is rejected: the path returns to the anchor (the out-and-back segments cancel under the
+        trapezoid / adaptive segment rules) and steps again along the same direction with length
+        ``min(t / 2, |u| / (2 c))``, where ``t`` is the rejected step and ``c = (D_trial - D_anchor + t |u|) / t^2``
+        the curvature of ``D`` measured along it (the minimum of the quadratic through both points). The cap stays
+        at ``t / 2`` afterwards.
         """
         n = d.shape[0]
+        tiny = torch.finfo(d.dtype).tiny
         norm = torch.linalg.vector_norm(u.reshape(n, -1), dim=1).to(d.dtype)
-        first = self.anchor_distance is None
-        if first:
+        if self.anchor_distance is None:
             worse = torch.zeros_like(self.stopped)
-        else:
-            worse = (d > self.anchor_distance) & ~self.stopped
-            moved = self.last_step > 0
-            curv = (d - self.anchor_distance + self.last_step * self.anchor_norm) / self.last_step.clamp_min(
-                torch.finfo(d.dtype).tiny).square()
-            self.curvature = torch.where(moved, curv, self.curvature)
-            self.cap = torch.where(worse, 0.5 * self.last_step, self.cap)
-        accept = ~worse
-        self.accepted.append(accept)
-        self.rejections += worse.long()
-        if first:
             self.anchor_point, self.anchor_distance, self.anchor_norm = self.point, d, norm
         else:
+            # a path that has just returned to its anchor is at the anchor: never rejected there
+            worse = (d > self.anchor_distance) & ~self.stopped & (self.last_step > 0)
+            curv = (d - self.anchor_distance + self.last_step * self.anchor_norm) / self.last_step.clamp_min(
+                tiny).square()
+            self.curvature = torch.where(worse, curv, torch.zeros_like(curv))
+            self.cap = torch.where(worse, 0.5 * self.last_step, self.cap)
+            accept = ~worse
             view = (-1, *([1] * (self.point.ndim - 1)))
             self.anchor_point = torch.where(accept.view(view), self.point, self.anchor_point)
             self.anchor_distance = torch.where(accept, d, self.anchor_distance)
             self.anchor_norm = torch.where(accept, norm, self.anchor_norm)
-        eta = torch.minimum(self.cap.to(d.dtype), d.clamp_min(0) / norm.clamp_min(torch.finfo(d.dtype).tiny))
-        quad = norm / (2 * self.curvature.clamp_min(torch.finfo(d.dtype).tiny))
-        eta = torch.where(self.curvature > 0, torch.minimum(eta, quad), eta)
+        self.accepted.append(~worse)
+        self.rejections += worse.long()
+        eta = torch.minimum(self.cap.to(d.dtype), d.clamp_min(0) / norm.clamp_min(tiny))
+        # back at the anchor after a rejection: the minimum of the quadratic along the rejected line
+        quad = norm / (2 * self.line_curvature.clamp_min(tiny))
+        eta = torch.where(self.line_curvature > 0, torch.minimum(eta, quad), eta)
+        self.line_curvature = self.curvature  # used at the next evaluation (the anchor) of a rejected path
         new, _ = gradpath_step(self.point, u, eta, self.bounds, self.eps, None, self.stopped | worse)
         if bool(worse.any()):
             new = torch.where(worse.view(-1, *([1] * (new.ndim - 1))), self.anchor_point, new)
         step = torch.linalg.vector_norm((new - self.point).reshape(n, -1), dim=1).to(d.dtype)
-        self.last_step = torch.where(worse, torch.zeros_like(step), step)  # no curvature from the way back
+        self.last_step = torch.where(worse, torch.zeros_like(step), step)  # the way back is no trial
         return new, norm
 
     def _target_gradient(self, model: ModelFunction, values: Tensor, z: Tensor) -> Tensor:
