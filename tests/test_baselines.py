@@ -52,7 +52,7 @@ def test_random_baselines_follow_the_generator(gen):
     c = resolve_baselines((x,), "uniform", torch.Generator().manual_seed(4))[0]
     assert torch.equal(a, b) and not torch.equal(a, c)
     state = torch.random.get_rng_state()
-    IntegratedGradients(lambda v: v.sum(-1)).attribute(x, baselines=Uniform(n=3), generator=7, n_steps=3)
+    IntegratedGradients(lambda v: v.sum(-1), model=()).attribute(x, baselines=Uniform(n=3), generator=7, n_steps=3)
     assert torch.equal(state, torch.random.get_rng_state())  # the global RNG is untouched
 
 

@@ -131,7 +131,7 @@ def test_delete_compacts_tokens_to_the_front():
 
     x = torch.arange(1.0, 6.0, dtype=torch.float64).view(1, 5, 1)
     attr = torch.tensor([[0.0, 9.0, 0.0, 8.0, 0.0]])
-    pm.comprehensiveness(model, x, attr, attention_mask=torch.ones(1, 5), topk=0.4, pad=-1.0, target=0)
+    pm.comprehensiveness(model, x, attr, attention_mask=torch.ones(1, 5), topk=0.4, pad=-1.0, target=0, model=())
     rows, mask = seen[-1]
     assert rows[0, :, 0].tolist() == [1.0, 3.0, 5.0, -1.0, -1.0]  # tokens 2 and 4 deleted, order kept
     assert mask[0].tolist() == [1.0, 1.0, 1.0, 0.0, 0.0]
