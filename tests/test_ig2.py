@@ -484,3 +484,23 @@ def test_string_representation_and_output_side():
     torch.testing.assert_close(a, b, rtol=0, atol=0)
     c = IG2(model, model.body, representation_side="output").attribute(x, refs, n_steps=6)
     torch.testing.assert_close(c, b, rtol=0, atol=1e-14)  # body's output is fc's input
+
+
+def test_half_precision_paths_move_and_track_float64():
+    """The float-noise stop is capped for half precision: 256 eps would be 0.25 (float16) or 2.0 (bfloat16)
+    relative, which stopped every half-precision path at x (attributions ~0, relative error 1)."""
+    from pathattr.paths.gradpath import noise_floor_tolerance
+
+    assert noise_floor_tolerance(torch.float64) == 256 * torch.finfo(torch.float64).eps
+    assert noise_floor_tolerance(torch.float16) < 0.01 and noise_floor_tolerance(torch.bfloat16) < 0.05
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.Tanh(), torch.nn.Linear(16, 4)).eval()
+    x, refs = torch.randn(3, 6), torch.randn(2, 6)
+
+    def run(dtype: torch.dtype) -> torch.Tensor:
+        m = model.to(dtype)
+        return IG2(m, m[2]).explain(x.to(dtype), refs.to(dtype), n_steps=20).attributions.double()
+
+    exact = run(torch.float64)
+    for dtype, tol in ((torch.float16, 0.01), (torch.bfloat16, 0.05)):
+        assert float((run(dtype) - exact).norm() / exact.norm()) < tol, dtype

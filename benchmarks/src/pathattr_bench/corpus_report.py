@@ -94,9 +94,15 @@ class Case:
 #: defects the corpus finds that are open in other parts of the library (owner in the note); the CI test leaves
 #: these cases out and pins each with an expected-failure test, the report still counts them
 KNOWN_OPEN: tuple[tuple[str, Callable[[Case], bool]], ...] = (
-    ("IG2 family (GradPath) in float16 / bfloat16: attributions far from the float64 evaluation (relative error "
-     "0.3-1; about 0.02 before the sequential-engine rewrite) - owner: engineer A (paths/gradpath.py, methods/ig2.py)",
-     lambda c: c.entry in METHODS and METHODS[c.entry].needs_references and c.dtype in ("float16", "bfloat16")),
+    ("IG2 family (GradPath) in bfloat16: the normalised step amplifies bfloat16 round-off (8 bits of mantissa) "
+     "along the path; relative error up to ~0.5 against float64 on a 5-step batch-norm CNN (float16: ~1e-3 on an "
+     "MLP since the noise-floor stop was capped; before the cap every half-precision path stopped at x)",
+     lambda c: c.entry in METHODS and METHODS[c.entry].needs_references and c.dtype == "bfloat16"),
+    ("IG2 family (GradPath) in float32 on a ReLU model over >= 100 fixed-length steps: the path is chaotic "
+     "(round-off grows ~1.8x per step; issue 13), so float32 and float64 walk different paths (relative error "
+     "~0.05-0.09); a documented property of the authors' algorithm, not of the arithmetic",
+     lambda c: c.entry in METHODS and METHODS[c.entry].needs_references and c.dtype == "float32"
+     and c.model.startswith("relu") and c.n_steps >= 100),
     ("metrics: an input without its batch axis reaches the model unchecked (raw shape error from the model "
      "instead of an InputValidationError naming `inputs`) - owner: engineer D (metrics/*)",
      lambda c: c.entry.startswith("metric:") and c.anomaly == "no_batch_dim"),

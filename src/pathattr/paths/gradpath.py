@@ -60,9 +60,19 @@ def default_eps(dtype: torch.dtype) -> float:
 STEP_RULES = ("fixed", "damped_newton")
 
 #: a path stops (stays exactly where it is, for good) once its representation difference is float noise:
-#: ``|phi(z) - rho|_2 <= NOISE_FLOOR_ULPS * eps_dtype * (|phi(z)|_2 + |rho|_2)`` (issue 14 item 3: with a reference
-#: equal to the explicand the difference is ~1e-17 of round-off, which a normalised step would blow up to eta)
+#: ``|phi(z) - rho|_2 <= tol * (|phi(z)|_2 + |rho|_2)`` with ``tol = max(4 eps, min(NOISE_FLOOR_ULPS eps,
+#: NOISE_FLOOR_CAP))`` for the dtype's ``eps`` (issue 14 item 3: with a reference equal to the explicand the
+#: difference is ~1e-17 of round-off, which a normalised step would blow up to eta). The cap keeps half-precision
+#: paths moving: 256 eps is 0.25 (float16) or 2.0 (bfloat16) relative, which stopped every such path at x.
 NOISE_FLOOR_ULPS = 256.0
+NOISE_FLOOR_CAP = 1e-4
+
+
+def noise_floor_tolerance(dtype: torch.dtype, ulps: float = NOISE_FLOOR_ULPS) -> float:
+    """Relative representation difference that counts as float noise in ``dtype`` (see :data:`NOISE_FLOOR_CAP`):
+    5.7e-14 (float64), 2.9e-5 (float32), 3.9e-3 (float16), 3.1e-2 (bfloat16)."""
+    eps = torch.finfo(dtype).eps
+    return max(4.0 * eps, min(ulps * eps, NOISE_FLOOR_CAP))
 
 
 def at_noise_floor(h: Tensor, rho: Tensor, ulps: float = NOISE_FLOOR_ULPS) -> Tensor:
@@ -71,7 +81,7 @@ def at_noise_floor(h: Tensor, rho: Tensor, ulps: float = NOISE_FLOOR_ULPS) -> Te
     h64, rho64 = h.detach().reshape(n, -1).to(torch.float64), rho.detach().reshape(n, -1).to(torch.float64)
     diff = torch.linalg.vector_norm(h64 - rho64, dim=1)
     scale = torch.linalg.vector_norm(h64, dim=1) + torch.linalg.vector_norm(rho64, dim=1)
-    return diff <= ulps * torch.finfo(h.dtype).eps * scale
+    return diff <= noise_floor_tolerance(h.dtype, ulps) * scale
 
 
 def squared_l2(h: Tensor, rho: Tensor) -> Tensor:
