@@ -110,7 +110,8 @@ def plan_series(family: Family, methods: Sequence[str], metrics: Sequence[str] |
             notes.append(("log", f"  {name}: not applicable to {family.name}"))
             continue
         key, hyper = series_key(spec, family, quick, profile)
-        applying = {g: names for g, names in groups.items() if GROUPS[g].applies(family, spec)}
+        applying = {g: tuple(n for n in names if n in GROUPS[g].stored_names(family, quick))
+                    for g, names in groups.items() if GROUPS[g].applies(family, spec)}
         needed = tuple(sorted({m for names in applying.values() for m in names} | set(COST_METRICS)))
         out.append(Series(spec.name, key, hyper, applying, needed))
     return out, notes
@@ -176,7 +177,7 @@ def compute_chunk(family: Family, spec: MethodSpec, key: str, chunk: list[int], 
     }
     curves: dict[str, Tensor] = {}
     mgen = torch.Generator().manual_seed(_mix(seed, 104729, chunk[0] // bs))
-    ctx = MetricContext(family, spec, x, attr, target, expl, idx, mgen, quick)
+    ctx = MetricContext(family, spec, x, attr, target, expl, idx, mgen, quick, references=refs, hyperparameters=hp)
     for gkey, wanted in groups.items():
         vals, crv = GROUPS[gkey].compute(ctx)
         values.update({k: v for k, v in vals.items() if k in wanted})
