@@ -35,6 +35,8 @@ test: $(VENV)/.dev
 	$(VENV)/bin/ruff check src tests benchmarks
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict -q
 	$(PY) -m pytest -q -x --timeout=600
+	# IG2 pins results that must not depend on the BLAS kernel: rerun them with MKL's reproducible code path
+	MKL_CBWR=COMPATIBLE $(PY) -m pytest -q -x --timeout=600 tests/test_ig2.py
 
 test-slow: $(VENV)/.dev
 	$(PY) -m pytest -q -m slow

@@ -103,9 +103,6 @@ KNOWN_OPEN: tuple[tuple[str, Callable[[Case], bool]], ...] = (
      "~0.05-0.09); a documented property of the authors' algorithm, not of the arithmetic",
      lambda c: c.entry in METHODS and METHODS[c.entry].needs_references and c.dtype == "float32"
      and c.model.startswith("relu") and c.n_steps >= 100),
-    ("metrics: an input without its batch axis reaches the model unchecked (raw shape error from the model "
-     "instead of an InputValidationError naming `inputs`) - owner: engineer D (metrics/*)",
-     lambda c: c.entry.startswith("metric:") and c.anomaly == "no_batch_dim"),
 )
 
 

@@ -413,7 +413,12 @@ def resolve_target_chunked(model: ModelFunction, target: Any, inputs: tuple[Tens
     b = inputs[0].shape[0]
     index = torch.arange(b, device=inputs[0].device)
     with torch.no_grad():
-        raws = [model.forward(tuple(t[lo:hi] for t in inputs), index[lo:hi]) for lo, hi in chunks(b, chunk)]
+        try:
+            raws = [model.forward(tuple(t[lo:hi] for t in inputs), index[lo:hi]) for lo, hi in chunks(b, chunk)]
+        except Exception as err:  # one example without its batch axis: name `inputs`, not the model's error
+            if model._accepts_unbatched(inputs, any_output=True):
+                raise model._unbatched_error(inputs) from err
+            raise
     if callable(target) and not isinstance(target, Tensor):
         model.target = target
         return torch.cat([model.select(r, index[lo:hi]) for r, (lo, hi) in zip(raws, chunks(b, chunk))])
