@@ -109,11 +109,43 @@ def check_spatial_dims(
     return tuple(out)
 
 
+class OutputIndexTarget:
+    """Captum's tuple target: ``(i, j, ...)`` indexes the output dimensions after the batch dimension, the same
+    for every example (``out[:, i, j, ...]``)."""
+
+    def __init__(self, index: tuple[int, ...]) -> None:
+        self.index = index
+
+    def __call__(self, output: Any) -> Any:
+        if not hasattr(output, "ndim") or output.ndim != len(self.index) + 1:
+            raise TargetError(
+                f"tuple `target` {self.index} indexes {len(self.index)} output dimensions after the batch dimension, "
+                f"but the output has shape {tuple(getattr(output, 'shape', ()))}.",
+                "target",
+            )
+        return output[(slice(None), *self.index)]
+
+    def __repr__(self) -> str:
+        return f"OutputIndexTarget({self.index})"
+
+
 def normalize_target(target: Any) -> Any:
     """Accept NumPy targets like Python ones: a NumPy integer becomes an ``int``, an integer array a tensor
-    (a float or bool array is rejected naming ``target``). Everything else is returned unchanged."""
+    (a float or bool array is rejected naming ``target``). A tuple of ints is Captum's index into the output
+    dimensions after the batch dimension (:class:`OutputIndexTarget`); a list of tuples (Captum's per-example
+    form) is rejected with the remedy. Everything else is returned unchanged."""
     if target is None or isinstance(target, bool):
         return target
+    if isinstance(target, tuple):
+        if not target or not all(isinstance(i, int) and not isinstance(i, bool) for i in target):
+            raise TargetError(f"a tuple `target` must hold ints (Captum's output index), got {target!r}.", "target")
+        return OutputIndexTarget(target)
+    if isinstance(target, list) and any(isinstance(t, tuple) for t in target):
+        raise TargetError(
+            "a list of tuples as `target` (Captum's per-example output index) is not supported; pass a callable, "
+            "e.g. `target=lambda out: out[torch.arange(len(out)), rows, cols]`.",
+            "target",
+        )
     mod = type(target).__module__
     if mod == "numpy" or mod.startswith("numpy."):
         import numpy as np

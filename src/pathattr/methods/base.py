@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from ..errors import InputValidationError
@@ -101,6 +102,43 @@ class AttributionMethod(ABC):
     def has_convergence_delta(self) -> bool:
         """Captum's capability flag."""
         return self.has_delta
+
+    def compute_convergence_delta(
+        self,
+        attributions: TensorOrTuple,
+        start_point: TensorOrTuple,
+        end_point: TensorOrTuple,
+        target: TargetType = None,
+        additional_forward_args: Any = None,
+    ) -> Tensor:
+        """Captum's completeness check: ``sum(attributions) - (f_c(end_point) - f_c(start_point))`` per example.
+
+        Args:
+            attributions: ``[B, *S]`` tensor or tuple, as returned by :meth:`attribute`.
+            start_point: the baselines (same structure; a baseline per example).
+            end_point: the explained inputs.
+            target: as in :meth:`attribute` (None: the class predicted at ``end_point``, used at both ends).
+            additional_forward_args: extra ``forward_func`` arguments.
+
+        Returns:
+            ``[B]`` float64 tensor (the same quantity as ``Explanation.convergence_delta``).
+        """
+        ends = as_tuple(end_point)
+        starts = as_tuple(start_point)
+        attrs = as_tuple(attributions)
+        if len(starts) != len(ends) or any(a.shape != b.shape for a, b in zip(starts, ends)):
+            raise InputValidationError("`start_point` must have the structure and shapes of `end_point`.",
+                                       "start_point")
+        if len(attrs) != len(ends) or any(a.shape != b.shape for a, b in zip(attrs, ends)):
+            raise InputValidationError("`attributions` must have the structure and shapes of `end_point`.",
+                                       "attributions")
+        b = ends[0].shape[0]
+        with model_guard(self.forward_func, self.eval_mode, model=self.model):
+            end_model = ModelFunction(self.forward_func, b, additional_forward_args, Cost())
+            f_end = end_model.resolve_target(target, ends)
+            f_start = end_model.outputs(starts, None)
+        total = sum(a.reshape(b, -1).to(torch.float64).sum(1) for a in attrs)
+        return total - (f_end.to(torch.float64) - f_start.to(torch.float64))
 
     @abstractmethod
     def explain(self, inputs: TensorOrTuple, *args: Any, **kwargs: Any) -> Explanation:

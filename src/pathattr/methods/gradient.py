@@ -39,6 +39,7 @@ class Saliency(AttributionMethod):
         target: TargetType = None,
         additional_forward_args: Any = None,
         internal_batch_size: int | None = None,
+        abs: bool | None = None,
     ) -> Explanation:
         """Args:
         inputs: ``[B, *S]`` tensor or tuple of such tensors.
@@ -46,12 +47,14 @@ class Saliency(AttributionMethod):
             (predicted class).
         additional_forward_args: extra arguments for ``forward_func`` (per-example tensors have dim 0 = B).
         internal_batch_size: maximum rows per forward call.
+        abs: overrides the constructor's ``abs`` for this call (Captum's ``attribute(..., abs=...)``).
         """
+        use_abs = self.abs if abs is None else check_flag(abs, "abs")
         with self.session(inputs, target, additional_forward_args) as s:
             index = torch.arange(s.batch_size, device=s.inputs[0].device)
             grads, _ = gradients_in_chunks(s.model, s.inputs, index, internal_batch_size)
-            attributions = tuple(g.abs() for g in grads) if self.abs else grads
-            return s.explanation(attributions, {"abs": self.abs, "internal_batch_size": internal_batch_size})
+            attributions = tuple(g.abs() for g in grads) if use_abs else grads
+            return s.explanation(attributions, {"abs": use_abs, "internal_batch_size": internal_batch_size})
 
 
 @register("input_x_gradient", paper="Shrikumar et al., arXiv 1605.01713, 2016")
