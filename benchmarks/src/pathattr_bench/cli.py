@@ -87,7 +87,8 @@ def _parser() -> argparse.ArgumentParser:
 
     rep = bsub.add_parser("report", help="markdown tables and figures from the store")
     rep.add_argument("--db", default="out/bench.sqlite")
-    rep.add_argument("--out", default="docs/results")
+    rep.add_argument("--out", default="out/results",
+                     help="report folder (default out/results; the committed reports live in docs/results)")
     rep.add_argument("--no-figures", action="store_true")
     rep.add_argument("--note", action="append", help="a line for the report's environment section (repeatable)")
 
