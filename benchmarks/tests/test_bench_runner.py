@@ -283,3 +283,11 @@ def test_quick_suite_of_synthetic_mnist_imagenet(tmp_path):
     n_methods = len(mr.PAPER_METHODS)
     assert stats.computed == 32 * (n_methods - 1) + 16 * n_methods + 2 * n_methods
     _assert_finite_and_accurate(db, stats, families)
+
+
+def test_energy_pointing_scores_zero_where_undefined():
+    """An example without positive attribution (MFABA on a wafer map did this in CI) scores 0, the others their
+    share of positive energy inside the mask; the run no longer fails the whole chunk."""
+    a = torch.tensor([[[1.0, 3.0], [0.0, 0.0]], [[-1.0, 0.0], [0.0, -2.0]]]).unsqueeze(1)
+    mask = torch.tensor([[[1, 0], [0, 0]], [[1, 1], [0, 0]]], dtype=torch.bool)
+    assert gr._energy_pointing(a, mask).tolist() == [0.25, 0.0]

@@ -47,6 +47,7 @@ import torch
 from torch import Tensor
 
 import pathattr.metrics as pm
+from pathattr.errors import InputValidationError
 
 from .families.base import Family
 from .methods_registry import MethodSpec
@@ -172,8 +173,24 @@ def _pointing(ctx: MetricContext) -> tuple[dict[str, Tensor], dict[str, Tensor]]
     mask = gt[ctx.example_index]
     return {
         "pointing_game": m.pointing_game(ctx.attributions, mask, channel_reduction="sum").scores,
-        "energy_pointing_game": m.energy_pointing_game(ctx.attributions, mask, channel_reduction="sum").scores,
+        "energy_pointing_game": _energy_pointing(ctx.attributions, mask),
     }, {}
+
+
+def _energy_pointing(attributions: Tensor, mask: Tensor) -> Tensor:
+    """The energy-based pointing game per example; an example whose attribution has no positive part (the
+    metric is undefined there: 0 / 0) puts no positive energy inside the region and scores 0."""
+    try:
+        return pm.energy_pointing_game(attributions, mask, channel_reduction="sum").scores
+    except InputValidationError:
+        out = []
+        for i in range(attributions.shape[0]):
+            try:
+                out.append(pm.energy_pointing_game(attributions[i : i + 1], mask[i : i + 1],
+                                                   channel_reduction="sum").scores)
+            except InputValidationError:
+                out.append(torch.zeros(1, dtype=torch.float64))
+        return torch.cat(out)
 
 
 def _spatial_mask(family: Family) -> bool:
@@ -319,7 +336,9 @@ GROUPS: dict[str, MetricGroup] = {
                     lambda f, q: {"absolute": True, "channel_reduction": "abs_sum",
                                   "k": _gt_k(f) if f.ground_truth is not None else None}),
         MetricGroup("pointing", ("pointing_game", "energy_pointing_game"), _pointing,
-                    lambda f, s: _spatial_mask(f), lambda f, q: {"tolerance": 0.0, "channel_reduction": "sum"}),
+                    lambda f, s: _spatial_mask(f),
+                    lambda f, q: {"tolerance": 0.0, "channel_reduction": "sum",
+                                  "undefined": "no positive attribution: energy pointing game 0"}),
         MetricGroup("nlp", ("comprehensiveness", "sufficiency", "log_odds"), _nlp,
                     lambda f, s: f.token_mask is not None,
                     lambda f, q: {"topk": 0.2, "mode": "delete", "baseline": "zero embedding"}),
