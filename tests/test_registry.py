@@ -106,3 +106,21 @@ def test_quantus_explain_runs_every_registered_method_by_name(name):
         with pytest.raises(InputValidationError, match="references") as e:
             pm.quantus_explain(model, x, y, method=name, method_kwargs=ctor, **call)
         assert e.value.argument == "references"
+
+
+def test_every_registered_method_accepts_model():
+    """`model=` (the modules behind a wrapped forward function) is accepted by every method's constructor;
+    Guided IG and the IG2 family lacked it before they shared PathMethod's constructor."""
+    import inspect
+
+    from pathattr.methods.base import PathMethod
+    from pathattr.methods.registry import METHODS
+
+    net = torch.nn.Linear(3, 2)
+    for name, entry in METHODS.items():
+        assert "model" in inspect.signature(entry.cls.__init__).parameters, name
+        args = (net, net) if entry.needs_references else (net,)  # IG2 family: representation = the module
+        method = entry.cls(*args, model=net)
+        assert method.model is net, name
+        if issubclass(entry.cls, PathMethod):
+            assert method.integrator is not None, name

@@ -9,8 +9,8 @@ import torch
 
 from ..engine import integrate_sequential_path
 from ..errors import InputValidationError
-from ..forward import ModelsType, TargetType, TensorOrTuple, restore_structure
-from ..integrators import Integrator, RiemannIntegrator, get_integrator
+from ..forward import TargetType, TensorOrTuple, restore_structure
+from ..integrators import RiemannIntegrator
 from ..paths.adversarial import (
     AGIPath,
     MFABAPath,
@@ -22,12 +22,12 @@ from ..paths.adversarial import (
 )
 from ..randomness import as_generator
 from ..result import Explanation
-from .base import AttributionMethod
+from .base import PathMethod
 from .registry import register
 
 
 @register("agi", paper="Pan, Li & Zhu, IJCAI 2021", sequential=True)
-class AdversarialGradientIntegration(AttributionMethod):
+class AdversarialGradientIntegration(PathMethod):
     """Adversarial Gradient Integration (Pan, Li & Zhu, "Explaining Deep Neural Network Models with Adversarial
     Gradient Integration", IJCAI 2021).
 
@@ -44,11 +44,6 @@ class AdversarialGradientIntegration(AttributionMethod):
         eval_mode: evaluate the model in eval mode (restored afterwards).
         model: the ``nn.Module`` (s) behind ``forward_func`` if pathattr cannot find them (see the base class).
     """
-
-    def __init__(self, forward_func: Callable[..., Any], integrator: str | Integrator | None = None,
-                 eval_mode: bool = True, *, model: ModelsType = None) -> None:
-        super().__init__(forward_func, eval_mode, model=model)
-        self.integrator = get_integrator(integrator)
 
     def explain(
         self,
@@ -119,7 +114,7 @@ class AdversarialGradientIntegration(AttributionMethod):
 
 
 @register("mfaba", paper="Zhu et al., AAAI 2024", sequential=True)
-class MFABA(AttributionMethod):
+class MFABA(PathMethod):
     """MFABA (Zhu, Chen, Zhang, Wang, Jin, Xue, Zhu & Choo, "MFABA: A More Faithful and Accelerated
     Boundary-based Attribution Method for Deep Neural Networks", AAAI 2024, arXiv 2312.13630).
 
@@ -138,11 +133,6 @@ class MFABA(AttributionMethod):
         eval_mode: evaluate the model in eval mode (restored afterwards).
         model: the ``nn.Module`` (s) behind ``forward_func`` if pathattr cannot find them (see the base class).
     """
-
-    def __init__(self, forward_func: Callable[..., Any], integrator: str | Integrator | None = None,
-                 eval_mode: bool = True, *, model: ModelsType = None) -> None:
-        super().__init__(forward_func, eval_mode, model=model)
-        self.integrator = get_integrator(integrator)
 
     def explain(
         self,

@@ -24,6 +24,7 @@ from ..forward import (
     restore_structure,
     track_cost,
 )
+from ..integrators import Integrator, get_integrator
 from ..result import Explanation, completeness
 from ..validation import check_flag
 
@@ -170,3 +171,20 @@ class AttributionMethod(ABC):
             outputs = model.resolve_target(target, items)
             yield Session(self, items, inputs, model, outputs, cost)
 
+
+
+class PathMethod(AttributionMethod):
+    """An attribution method that integrates gradients along paths, with a choice of ``integrator``.
+
+    Args:
+        forward_func: as :class:`AttributionMethod`.
+        integrator: ``"riemann"`` (default), ``"idgi"``, ``"left_ig"``, ``"split_ig"`` or an
+            :class:`~pathattr.integrators.Integrator` (:func:`~pathattr.integrators.get_integrator`).
+        eval_mode: as :class:`AttributionMethod`.
+        model: the ``nn.Module`` (s) behind ``forward_func`` if pathattr cannot find them.
+    """
+
+    def __init__(self, forward_func: Callable[..., Any], integrator: str | Integrator | None = None,
+                 eval_mode: bool = True, *, model: ModelsType = None) -> None:
+        super().__init__(forward_func, eval_mode, model=model)
+        self.integrator = get_integrator(integrator)

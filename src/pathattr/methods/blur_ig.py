@@ -9,17 +9,16 @@ from torch import Tensor
 
 from ..engine import integrate_parametric_path
 from ..errors import InputValidationError
-from ..forward import ModelsType, TargetType, TensorOrTuple
-from ..integrators import Integrator, get_integrator
+from ..forward import TargetType, TensorOrTuple
 from ..paths.blur import PADDINGS, BlurPath, blur_sigmas
 from ..result import Explanation
 from ..validation import check_count, check_flag, check_number, check_optional_count, check_spatial_dims
-from .base import AttributionMethod
+from .base import PathMethod
 from .registry import register
 
 
 @register("blur_integrated_gradients", paper="Xu, Venugopalan & Sundararajan, CVPR 2020")
-class BlurIntegratedGradients(AttributionMethod):
+class BlurIntegratedGradients(PathMethod):
     """Blur Integrated Gradients (Xu, Venugopalan & Sundararajan, "Attribution in Scale and Space", CVPR 2020,
     arXiv 2004.03383).
 
@@ -40,17 +39,6 @@ class BlurIntegratedGradients(AttributionMethod):
     """
 
     name = "blur_integrated_gradients"
-
-    def __init__(
-        self,
-        forward_func: Callable[..., Any],
-        integrator: str | Integrator | None = None,
-        eval_mode: bool = True,
-        *,
-        model: ModelsType = None,
-    ) -> None:
-        super().__init__(forward_func, eval_mode, model=model)
-        self.integrator = get_integrator(integrator)
 
     def explain(
         self,

@@ -10,17 +10,16 @@ import torch
 from ..baselines import BaselinesType, resolve_baselines
 from ..engine import integrate_sequential_path
 from ..forward import TargetType, TensorOrTuple
-from ..integrators import Integrator, get_integrator
 from ..paths.guided import GuidedPath, check_guided_arguments, flatten_features
 from ..randomness import as_generator
 from ..result import Explanation
-from .base import AttributionMethod
+from .base import PathMethod
 from .integrated_gradients import _describe
 from .registry import register
 
 
 @register("guided_integrated_gradients", paper="Kapishnikov et al., CVPR 2021", sequential=True)
-class GuidedIntegratedGradients(AttributionMethod):
+class GuidedIntegratedGradients(PathMethod):
     """Guided Integrated Gradients (Kapishnikov, Venugopalan, Avci, Wedin, Terry & Bolukbasi, "Guided Integrated
     Gradients: An Adaptive Path Method for Removing Noise", CVPR 2021, arXiv 2106.09788).
 
@@ -44,15 +43,6 @@ class GuidedIntegratedGradients(AttributionMethod):
     """
 
     name = "guided_integrated_gradients"
-
-    def __init__(
-        self,
-        forward_func: Callable[..., Any],
-        integrator: str | Integrator | None = None,
-        eval_mode: bool = True,
-    ) -> None:
-        super().__init__(forward_func, eval_mode)
-        self.integrator = get_integrator(integrator)
 
     def explain(
         self,

@@ -21,8 +21,8 @@ from ..engine import (
     walk_sequential_path,
 )
 from ..errors import InputValidationError
-from ..forward import TargetType, TensorOrTuple
-from ..integrators import SEGMENT_RULES, Integrator, RiemannIntegrator, SegmentRule, get_integrator, segment_nodes
+from ..forward import ModelsType, TargetType, TensorOrTuple
+from ..integrators import SEGMENT_RULES, Integrator, RiemannIntegrator, SegmentRule, segment_nodes
 from ..paths.gradpath import (
     PAPER_DIM,
     PAPER_ETA,
@@ -42,7 +42,7 @@ from ..paths.gradpath import (
 )
 from ..paths.straight import StraightLinePath
 from ..result import Explanation
-from .base import AttributionMethod, Session
+from .base import PathMethod, Session
 from .registry import register
 
 
@@ -57,7 +57,7 @@ class _Setup:
     path: GradPath
 
 
-class _GradPathMethod(AttributionMethod):
+class _GradPathMethod(PathMethod):
     """Shared construction and GradPath set-up of :class:`IG2`, :class:`GradPathIG` and :class:`GradCFIG`."""
 
     def __init__(
@@ -68,13 +68,14 @@ class _GradPathMethod(AttributionMethod):
         distance: DistanceType | None = None,
         integrator: str | Integrator | None = None,
         eval_mode: bool = True,
+        *,
+        model: ModelsType = None,
     ) -> None:
-        super().__init__(forward_func, eval_mode)
+        super().__init__(forward_func, integrator, eval_mode, model=model)
         self.capture = RepresentationCapture(forward_func, representation, representation_side)
         if distance is not None and not callable(distance):
             raise InputValidationError("`distance` must be a callable (h, rho) -> [n] or None.", "distance")
         self.distance = distance or squared_l2
-        self.integrator = get_integrator(integrator)
 
     def _check_single(self, inputs: Any) -> None:
         if isinstance(inputs, tuple):
