@@ -140,6 +140,8 @@ def guided_ig_step(
 def _inner_loop(ops: _Ops, state: dict, goal: np.ndarray, kth: int, n: int) -> int:
     """The inner iterations of one step; per-path scalars are NumPy arrays, features stay in the backend."""
     n_paths = goal.shape[0]
+    if n_paths == 1:
+        return _inner_loop_one(ops, state, float(goal[0]), kth, n)
     current = state["current"]
     largest = ops.largest(state)
     done = np.zeros(n_paths, dtype=bool)
@@ -166,6 +168,33 @@ def _inner_loop(ops: _Ops, state: dict, goal: np.ndarray, kth: int, n: int) -> i
             current = current - np.where(grow, room_s, 0.0)
         if done.all():
             break
+    return iterations
+
+
+_TRUE = np.ones(1, dtype=bool)
+
+
+def _inner_loop_one(ops: _Ops, state: dict, goal: float, kth: int, n: int) -> int:
+    """:func:`_inner_loop` for a single path with Python floats for the per-path scalars (the same IEEE double
+    operations in the same order, so the same results): about 40 NumPy calls on length-1 arrays per inner
+    iteration were most of a step's cost on small models (one example, 64 features: ~80 us of ~130 us)."""
+    current = float(state["current"][0])
+    largest = ops.largest(state)
+    iterations = 0
+    for iterations in range(1, n + 2):  # noqa: B007 - at most N + 1 iterations, see guided_ig_step
+        if abs(current - goal) <= max(EPSILON * max(abs(current), abs(goal)), EPSILON):
+            break
+        tau = float(ops.kth_smallest(state, kth)[0])
+        limit = largest if math.isinf(tau) else tau
+        room_s = float(ops.select(state, np.array([limit]))[0])
+        if not room_s > 0:  # nothing left to move: stop (only reachable through rounding)
+            break
+        g = (current - goal) / room_s
+        if g <= 1:  # (4b) partial move of S by gamma, applied in finish(); the path's step ends
+            ops.mark_partial(state, _TRUE, np.maximum(np.array([g]), 0.0))
+            break
+        ops.saturate(state, _TRUE)  # (4a) saturate S and iterate
+        current = current - room_s
     return iterations
 
 
