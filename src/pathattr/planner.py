@@ -28,6 +28,13 @@ _best_chunk: dict[tuple, int] = {}
 _exploration: dict[Hashable, tuple[int, dict[int, float], dict[int, int]]] = {}
 #: measurements per chunk size before the automatic planner judges it (the fastest one counts)
 AUTO_SAMPLES = 2
+#: ... unless the first measurement of a size is already this much slower per row than the best size and lost
+#: more than :data:`AUTO_ONE_OFF_SECONDS` against it: more than the one-off cost of a new batch shape (kernel
+#: selection, allocation: milliseconds), so it is a real slowdown (EfficientNet-Lite0 on CPU: 27-row chunks cost
+#: ~2.5x per row of 8-16-row chunks, ~1.5 s lost per chunk; measuring them twice made the first calls of a process
+#: ~1.7x the floor)
+AUTO_GIVE_UP = 1.5
+AUTO_ONE_OFF_SECONDS = 0.05
 
 
 def resolve_chunk_size(internal_batch_size: int | None, n_rows: int, row_numel: int = 1) -> int:
@@ -62,13 +69,14 @@ def plan_chunks(
 ) -> Iterator[tuple[int, int]]:
     """Consecutive ``(start, stop)`` row ranges; with ``internal_batch_size=None`` the sizes adapt to speed.
 
-    The automatic plan measures the wall time the caller spends on each chunk (the code between two
-    iterations). It starts at about :data:`AUTO_START_ELEMENTS` input elements per chunk (at least 4 rows) and
-    doubles the size while the time per row (the fastest of :data:`AUTO_SAMPLES` chunks of that size, since the
-    first call at a new shape pays one-off costs) stays within :data:`AUTO_TOLERANCE` of the best seen, up to the
-    memory cap of :func:`resolve_chunk_size`; it then settles on the largest size tried whose time per row is
-    within 10 % of the best (large chunks waste less per-call overhead; a clear slowdown, such as a model's
-    activations spilling out of cache, stops the growth). The exploration uses the real work, so nothing is
+    The automatic plan measures the wall time the caller spends on each chunk (the code between two iterations). It
+    starts at about :data:`AUTO_START_ELEMENTS` input elements per chunk (at least 4 rows) and doubles the size
+    while the time per row (the fastest of :data:`AUTO_SAMPLES` chunks of that size, since the first call at a new
+    shape pays one-off costs; a size whose first chunk is :data:`AUTO_GIVE_UP` times slower per row than the best
+    and lost more than :data:`AUTO_ONE_OFF_SECONDS` is judged at once) stays within :data:`AUTO_TOLERANCE` of the
+    best seen, up to the memory cap of :func:`resolve_chunk_size`; it then settles on the largest size tried whose
+    time per row is within 10 % of the best (large chunks waste less per-call overhead; a clear slowdown, such as a
+    model's activations spilling out of cache, stops the growth). The exploration uses the real work, so nothing is
     computed twice, and the chosen size is remembered per ``key`` (model, row layout) for later calls; a call too
     short to finish the exploration leaves its state under ``key`` and the next call continues it. A leftover of at
     most half a chunk is folded into the last chunk (within the memory cap) rather than paid for with a call.
@@ -98,10 +106,11 @@ def plan_chunks(
             # measured AUTO_SAMPLES times and judged by its fastest measurement
             tried[size] = min(rate, tried.get(size, float("inf")))
             samples[size] = samples.get(size, 0) + 1
-            if samples[size] < AUTO_SAMPLES:
+            best = min(tried.values())
+            clear_loss = rate > best * AUTO_GIVE_UP and (rate - best) * size > AUTO_ONE_OFF_SECONDS
+            if samples[size] < AUTO_SAMPLES and not clear_loss:
                 start = stop
                 continue
-            best = min(tried.values())
             if tried[size] <= best * AUTO_TOLERANCE and size < cap:
                 size = min(cap, size * 2)
             else:
