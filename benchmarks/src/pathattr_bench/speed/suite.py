@@ -204,7 +204,7 @@ def ig_cases(ctx: Context) -> list[Row]:
 
     model = ctx.model
     steps = (8 if ctx.quick else 16) if ctx.big else 50
-    batches = (2,) if ctx.big else ((4,) if ctx.quick else (1, 16))
+    batches = ((1,) if ctx.quick else (1, 2)) if ctx.big else ((1, 4) if ctx.quick else (1, 16))
     rules = ("gausslegendre",) if ctx.quick else ("gausslegendre", "riemann_trapezoid")
     candidates = (4, 16) if ctx.big else (16, 64, 256)
     rows = []
@@ -291,20 +291,18 @@ def ig2_cases(ctx: Context) -> list[Row]:
     except ImportError as err:
         ctx.notes.append(f"IG2 on {ctx.name} skipped: {err}")
         return []
-    if ctx.name == "mlp":
-        return []
     model = ctx.model
     rep = representation_of(ctx.name, model)
     steps = (4 if ctx.quick else 8) if ctx.big else (16 if ctx.quick else 32)
-    b, r = (1, 2) if ctx.big else (4, 4)
-    x = make_inputs(ctx.name, ctx.shape, b)
+    # (examples B, references R): one example on every model (interactive use), the batched case on the CNN
+    shapes = [(1, 2)] if ctx.big else ([(1, 4)] if ctx.name == "mlp" else [(1, 4), (4, 4)])
     if ctx.big:
         from ..imagenet import load_photo
 
         refs = torch.stack([load_photo(p) for p in ("coffee", "china")])
-        eta = equivalent_step_size(int(x[0].numel()))
+        eta: float | None = equivalent_step_size(int(math.prod(ctx.shape)))
     else:
-        refs = make_inputs(ctx.name, ctx.shape, r, seed=3)
+        refs = make_inputs(ctx.name, ctx.shape, 4, seed=3)
         eta = None
     store: list[torch.Tensor] = []
     hook = rep.register_forward_pre_hook(lambda m, a: store.append(a[0]))
@@ -313,21 +311,26 @@ def ig2_cases(ctx: Context) -> list[Row]:
             model(refs)
     finally:
         hook.remove()
-    rho = store[-1].repeat(b, 1)
-    x_rows = x.repeat_interleave(r, 0)
-    fns: dict[str, Callable[[], Any]] = {
-        "ours": lambda: IG2(model, rep).attribute(x, refs, target=0, n_steps=steps, step_size=eta, bounds=(0.0, 1.0)),
-        "two_pass": lambda: two_pass_ig2(model, rep, x, refs, target=0, n_steps=steps, step_size=eta,
-                                         bounds=(0.0, 1.0)),
-        "floor": fused_floor(model, rep, x_rows, rho, steps, 2),
-        "floor_1bwd": fused_floor(model, rep, x_rows, rho, steps, 1),
-    }
     for p in model.parameters():
         p.requires_grad_(False)
-    med = interleaved_medians(fns, ctx.repeats)
-    return [_row(ctx, "IG2", b, steps, med, "two-pass ref.", ("two_pass",),
-                 f"R={r} references; floor = fused (1 fwd + 2 bwd of B*R rows per step); "
-                 f"1-bwd floor ratio {med['ours'] / med['floor_1bwd']:.2f}")]
+    rows = []
+    for b, r in shapes:
+        x = make_inputs(ctx.name, ctx.shape, b)
+        rho = store[-1][:r].repeat(b, 1)
+        x_rows = x.repeat_interleave(r, 0)
+        fns: dict[str, Callable[[], Any]] = {
+            "ours": lambda x=x, r=r: IG2(model, rep).attribute(x, refs[:r], target=0, n_steps=steps, step_size=eta,
+                                                               bounds=(0.0, 1.0)),
+            "two_pass": lambda x=x, r=r: two_pass_ig2(model, rep, x, refs[:r], target=0, n_steps=steps,
+                                                      step_size=eta, bounds=(0.0, 1.0)),
+            "floor": fused_floor(model, rep, x_rows, rho, steps, 2),
+            "floor_1bwd": fused_floor(model, rep, x_rows, rho, steps, 1),
+        }
+        med = interleaved_medians(fns, ctx.repeats)
+        rows.append(_row(ctx, "IG2", b, steps, med, "two-pass ref.", ("two_pass",),
+                         f"R={r} references; floor = fused (1 fwd + 2 bwd of B*R rows per step); "
+                         f"1-bwd floor ratio {med['ours'] / med['floor_1bwd']:.2f}"))
+    return rows
 
 
 # ----------------------------------------------------------------------------------------------- metrics
@@ -350,7 +353,7 @@ def _import_quantus() -> Any:
 
 def metric_cases(ctx: Context) -> list[Row]:
     try:
-        from ..metrics import deletion, insertion
+        from pathattr.metrics import deletion, insertion  # noqa: F401 - availability check
     except ImportError as err:
         ctx.notes.append(f"metrics on {ctx.name} skipped: {err}")
         return []
@@ -361,11 +364,19 @@ def metric_cases(ctx: Context) -> list[Row]:
     except Exception as err:  # pragma: no cover - optional peer
         ctx.notes.append(f"Quantus unavailable: {err}")
         quantus = None
+    steps = (8 if ctx.quick else 16) if ctx.big else 32
+    out = []
+    for n in ((1, 2) if ctx.big else (1, 16)):
+        out += _metric_rows(ctx, quantus, n, steps)
+    return out
+
+
+def _metric_rows(ctx: Context, quantus: Any, n: int, steps: int) -> list[Row]:
     import numpy as np
 
+    from pathattr.metrics import deletion, insertion
+
     model = ctx.model
-    n = 2 if ctx.big else 16
-    steps = (8 if ctx.quick else 16) if ctx.big else 32
     x = make_inputs(ctx.name, ctx.shape, n)
     pixels = math.prod(ctx.shape[1:])
     attr = torch.rand(n, 1, *ctx.shape[1:], generator=torch.Generator().manual_seed(5))
@@ -419,16 +430,30 @@ def scaling_cases(ctx: Context) -> list[Row]:
     return rows
 
 
-def memory_probe(model_name: str, batch: int, n_steps: int, ibs: int | None) -> float:
-    """Peak resident-set increase (MiB) during one IG call, in a fresh subprocess: a thread samples
-    ``/proc/self/statm`` every millisecond; the increase is over the resident set just before the call (after a
-    warm-up call at ``internal_batch_size=1``)."""
+#: memory probes: the method and the call (``{steps}`` and ``{ibs}`` filled in); NoiseTunnel wraps IG with 16 noisy
+#: copies per example
+MEMORY_METHODS = {
+    "IG": ("pathattr.IntegratedGradients(m)",
+           "target=0, n_steps={steps}, internal_batch_size={ibs}"),
+    "Blur IG": ("pathattr.BlurIntegratedGradients(m)",
+                "target=0, n_steps={steps}, internal_batch_size={ibs}"),
+    "NoiseTunnel(IG)": ("pathattr.NoiseTunnel(pathattr.IntegratedGradients(m))",
+                        "target=0, n_steps={steps}, nt_samples=16, internal_batch_size={ibs}"),
+}
+
+
+def memory_probe(model_name: str, batch: int, n_steps: int, ibs: int | None, method: str = "IG") -> float:
+    """Peak resident-set increase (MiB) during one call of ``method`` (a key of :data:`MEMORY_METHODS`), in a
+    fresh subprocess: a thread samples ``/proc/self/statm`` every millisecond; the increase is over the resident
+    set just before the call (after a warm-up call on one example, 2 steps, ``internal_batch_size=1``)."""
+    make, args = MEMORY_METHODS[method]
+    warm = args.format(steps=2, ibs=1).replace("nt_samples=16", "nt_samples=2")
     code = (
         "import json, os, threading, time, torch, pathattr\n"
         f"torch.set_num_threads({torch.get_num_threads()})\n"
         "from pathattr_bench.speed.common import make_model, make_inputs\n"
         f"m, shape = make_model({model_name!r}); x = make_inputs({model_name!r}, shape, {batch})\n"
-        "ig = pathattr.IntegratedGradients(m); ig.attribute(x[:1], target=0, n_steps=2, internal_batch_size=1)\n"
+        f"method = {make}; method.attribute(x[:1], {warm})\n"
         "page = os.sysconf('SC_PAGE_SIZE')\n"
         "def rss():\n"
         "    with open('/proc/self/statm') as f: return int(f.read().split()[1]) * page\n"
@@ -436,7 +461,7 @@ def memory_probe(model_name: str, batch: int, n_steps: int, ibs: int | None) -> 
         "def sample():\n"
         "    while not stop.is_set(): peak[0] = max(peak[0], rss()); time.sleep(0.001)\n"
         "t = threading.Thread(target=sample); t.start()\n"
-        f"ig.attribute(x, target=0, n_steps={n_steps}, internal_batch_size={ibs!r})\n"
+        f"method.attribute(x, {args.format(steps=n_steps, ibs=repr(ibs))})\n"
         "stop.set(); t.join(); peak[0] = max(peak[0], rss())\n"
         "print(json.dumps({'peak_increase_mib': (peak[0] - base) / 2**20}))\n"
     )
@@ -444,20 +469,23 @@ def memory_probe(model_name: str, batch: int, n_steps: int, ibs: int | None) -> 
     return float(json.loads(out.stdout.strip().splitlines()[-1])["peak_increase_mib"])
 
 
-def memory_rows(quick: bool, models: list[str]) -> list[tuple[str, int, int, str, float]]:
+def memory_rows(quick: bool, models: list[str]) -> list[tuple[str, str, int, int, str, float]]:
     out = []
-    plan = [("cnn", 16, 32, (8, 32, 128, None) if quick else (8, 32, 128, 512, None))]
+    plan = [("IG", "cnn", 16, 32, (8, 32, 128, None) if quick else (8, 32, 128, 512, None)),
+            ("Blur IG", "cnn", 16, 32, (8, 32, 128, None) if quick else (8, 32, 128, 512, None)),
+            ("NoiseTunnel(IG)", "cnn", 4, 16, (8, 32, 128, None) if quick else (8, 32, 128, 512, None))]
     if "efficientnet" in models and not quick:
-        plan.append(("efficientnet", 2, 16, (2, 8, 32, None)))
-    for name, n, steps, sizes in plan:
+        plan.append(("IG", "efficientnet", 2, 16, (2, 8, 32, None)))
+        plan.append(("Blur IG", "efficientnet", 1, 16, (2, 8, None)))
+    for method, name, n, steps, sizes in plan:
         for ibs in sizes:
             try:
-                mib = memory_probe(name, n, steps, ibs)
+                mib = memory_probe(name, n, steps, ibs, method)
             except (subprocess.CalledProcessError, ValueError) as err:  # pragma: no cover
                 print(f"memory probe failed: {err}", file=sys.stderr)
                 continue
-            out.append((name, n, steps, "auto (default)" if ibs is None else str(ibs), mib))
-            print(f"memory {name} N={n} steps={steps} ibs={ibs}: {mib:.1f} MiB", flush=True)
+            out.append((method, name, n, steps, "auto (default)" if ibs is None else str(ibs), mib))
+            print(f"memory {method} {name} N={n} steps={steps} ibs={ibs}: {mib:.1f} MiB", flush=True)
     return out
 
 
@@ -560,13 +588,14 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if memory:
         text += [
-            "Peak memory of IG against `internal_batch_size`: increase of the resident set of a fresh process during "
+            "Peak memory against `internal_batch_size`: increase of the resident set of a fresh process during "
             "the call over its value just before (sampled every ms from /proc/self/statm after a warm-up call; CPU "
-            "PyTorch has no allocator statistics and tracemalloc does not see tensor storage):",
+            "PyTorch has no allocator statistics and tracemalloc does not see tensor storage). NoiseTunnel wraps IG "
+            "with 16 noisy copies per example:",
             "",
-            "| model | N | steps | internal_batch_size | peak increase (MiB) |",
-            "|---|---|---|---|---|",
-            *[f"| {m} | {n} | {s} | {i} | {v:.1f} |" for m, n, s, i, v in memory],
+            "| method | model | N | steps | internal_batch_size | peak increase (MiB) |",
+            "|---|---|---|---|---|---|",
+            *[f"| {meth} | {m} | {n} | {s} | {i} | {v:.1f} |" for meth, m, n, s, i, v in memory],
             "",
         ]
     generated = "\n".join(text)
