@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 from captum.attr import IntegratedGradients as CaptumIG
 from torch import nn
 
+import pathattr.methods.ig2  # noqa: F401  (the module, for the fixture)
 from conftest import SmallCNN, make_mlp
 from pathattr.errors import InputValidationError, NoGradientError, NonFiniteError
 from pathattr.integrators import MAX_SUBSTEPS
@@ -16,6 +19,14 @@ from pathattr.paths.gradpath import equivalent_step_size, gradpath, gradpath_ste
 from pathattr.testing.oracles import two_pass_ig2
 
 D = torch.float64
+
+
+@pytest.fixture(autouse=True)
+def _reference_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This module pins the authors' algorithm (spec tests): arguments not given take the ``"reference"`` preset's
+    values. The library default (the well-posed IG2) is tested in ``test_ig2_wellposed.py``."""
+    module = sys.modules["pathattr.methods.ig2"]
+    monkeypatch.setattr(module, "DEFAULT_SETTINGS", module.REFERENCE_SETTINGS)
 
 
 class Head(nn.Module):

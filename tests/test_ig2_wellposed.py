@@ -36,7 +36,8 @@ def cnn_data(b=2, r=3, seed=5, dtype=D):
 
 # ----------------------------------------------------------------------------------------------- presets
 def test_presets_resolve_to_the_documented_settings():
-    common = {"step_rule": "fixed", "segment_rule": "left", "substeps": 1, "adaptive": None, "adaptive_depth": 6}
+    common = {"step_rule": "fixed", "segment_rule": "left", "substeps": 1, "adaptive": None, "adaptive_depth": 6,
+              "path_layout": "chunks"}
     imagenet = paper_preset("paper-imagenet", (3, 224, 224))
     assert imagenet == {"n_steps": 201, "step_size": pytest.approx(1.50420, abs=1e-5), "bounds": (0.0, 1.0), **common}
     # 512 grey levels on 299x299x3 = the same per-feature RMS move on [0, 1] inputs of any size
@@ -47,6 +48,8 @@ def test_presets_resolve_to_the_documented_settings():
     assert paper_preset("paper-wafer") == {"n_steps": 1001, "step_size": 0.05, "bounds": (0.0, 1.0), **common}
     assert paper_preset("wellposed") == WELLPOSED_SETTINGS and paper_preset("reference") == REFERENCE_SETTINGS
     assert WELLPOSED_SETTINGS["step_rule"] == "damped_newton" and WELLPOSED_SETTINGS["adaptive"] == 0.03
+    assert WELLPOSED_SETTINGS["path_layout"] == "auto" and REFERENCE_SETTINGS["path_layout"] == "chunks"
+    assert DEFAULT_SETTINGS is WELLPOSED_SETTINGS  # the library default is the well-posed IG2
     assert set(PAPER_PRESETS) == {"paper-imagenet", "paper-trec", "paper-wafer"}
     with pytest.raises(InputValidationError) as err:
         paper_preset("paper-mnist")
@@ -72,7 +75,8 @@ def test_preset_equals_the_explicit_call_bit_for_bit_and_is_recorded():
     assert hp["step_rule"] == "fixed" and hp["segment_rule"] == "left" and hp["substeps"] == 1
     # explicit arguments override the preset (and are recorded)
     short = ig2.explain(x, refs, preset="paper-wafer", n_steps=12, bounds=None)
-    same = ig2.explain(x, refs, n_steps=12, step_size=0.05, bounds=None, step_rule="fixed", segment_rule="left")
+    same = ig2.explain(x, refs, n_steps=12, step_size=0.05, bounds=None, step_rule="fixed", segment_rule="left",
+                       adaptive=None)
     assert torch.equal(short.attributions, same.attributions)
     assert short.hyperparameters["n_steps"] == 12 and short.hyperparameters["bounds"] is None
     assert short.hyperparameters["step_size"] == 0.05 and short.hyperparameters["preset"] == "paper-wafer"
@@ -80,7 +84,7 @@ def test_preset_equals_the_explicit_call_bit_for_bit_and_is_recorded():
     explicit_well = ig2.explain(x, refs, **WELLPOSED_SETTINGS)
     assert torch.equal(well.attributions, explicit_well.attributions)
     assert well.hyperparameters["step_rule"] == "damped_newton" and well.hyperparameters["adaptive"] == 0.03
-    # no preset: DEFAULT_SETTINGS (the reference algorithm)
+    # no preset: DEFAULT_SETTINGS (the well-posed IG2)
     plain = ig2.explain(x, refs, n_steps=10)
     ref = ig2.explain(x, refs, **{**DEFAULT_SETTINGS, "n_steps": 10})
     assert torch.equal(plain.attributions, ref.attributions)
@@ -168,3 +172,58 @@ def test_wellposed_zero_distance_path_stays_at_x_exactly():
         assert bool(e.extras["stopped"][:, 0].all()) and not bool(e.extras["stopped"][:, 1:].any())
     single = IG2(model, model.head).explain(x[:1], x[:1], preset="wellposed")
     assert float(single.attributions.abs().max()) == 0.0 and torch.equal(single.extras["gradcf"][0, 0], x[0])
+
+
+def test_row_layout_walks_the_same_path_for_every_internal_batch_size():
+    # path_layout="rows": every path row has a forward call of its own, so the walk (which can amplify round-off)
+    # computes exactly the same operations whatever internal_batch_size is; only the refinement rows (adaptive
+    # trapezoid) are chunked by internal_batch_size, and they do not feed back into the path
+    model = cnn(torch.float32)
+    x, refs = cnn_data(b=3, r=4, dtype=torch.float32)
+    ig2 = IG2(model, model.head)
+    runs = [ig2.explain(x, refs, path_layout="rows", bounds=(0.0, 1.0), internal_batch_size=ibs)
+            for ibs in (None, 1, 5, 12)]
+    for other in runs[1:]:
+        assert torch.equal(other.extras["gradcf"], runs[0].extras["gradcf"])
+        assert torch.equal(other.extras["step_outputs"], runs[0].extras["step_outputs"])
+        torch.testing.assert_close(other.attributions, runs[0].attributions, rtol=1e-4, atol=1e-6)
+    assert runs[0].hyperparameters["path_layout"] == "rows"
+    # the model sees one row per call while walking: the walk's forward rows come in calls of one
+    calls = []
+    hook = model.head.register_forward_pre_hook(lambda m, a: calls.append(a[0].shape[0]))
+    try:
+        ig2.explain(x, refs, path_layout="rows", n_steps=3, adaptive=None, segment_rule="left",
+                    internal_batch_size=12)
+        rows_calls = list(calls)
+        calls.clear()
+        ig2.explain(x, refs, path_layout="chunks", n_steps=3, adaptive=None, segment_rule="left",
+                    internal_batch_size=12)
+    finally:
+        hook.remove()
+    assert set(rows_calls[-(3 * 12 + 12):]) == {1}  # 3 steps + the end evaluation, 12 rows each, one per call
+    assert max(calls) == 12
+
+
+def test_auto_layout_rows_for_large_inputs_only():
+    from pathattr.methods.ig2 import ROW_LAYOUT_MIN_FEATURES, resolve_path_layout
+
+    assert resolve_path_layout("auto", torch.zeros(2, 3, 224, 224)) == "rows"
+    assert resolve_path_layout("auto", torch.zeros(2, 32, 384)) == "rows"
+    assert resolve_path_layout("auto", torch.zeros(2, 1, 28, 28)) == "chunks"
+    assert resolve_path_layout("auto", torch.zeros(2, ROW_LAYOUT_MIN_FEATURES)) == "rows"
+    assert resolve_path_layout("auto", torch.zeros(2, ROW_LAYOUT_MIN_FEATURES - 1)) == "chunks"
+    assert resolve_path_layout("chunks", torch.zeros(2, 3, 224, 224)) == "chunks"
+    model = cnn()
+    x, refs = cnn_data()
+    assert IG2(model, model.head).explain(x, refs, n_steps=4).hyperparameters["path_layout"] == "chunks"
+    with pytest.raises(InputValidationError) as err:
+        IG2(model, model.head).explain(x, refs, path_layout="columns")
+    assert err.value.argument == "path_layout"
+
+
+def test_other_integrators_keep_the_left_rule_by_default():
+    model = cnn()
+    x, refs = cnn_data()
+    e = IG2(model, model.head, integrator="idgi").explain(x, refs, n_steps=8)
+    assert e.hyperparameters["segment_rule"] == "left" and e.hyperparameters["step_rule"] == "damped_newton"
+    assert bool(torch.isfinite(e.attributions).all())

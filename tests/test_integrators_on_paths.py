@@ -243,7 +243,7 @@ def test_gradpath_records_steps_from_the_input_end_and_closes_at_gradcf(model, x
     from pathattr.methods.ig2 import IG2
 
     refs = torch.rand(2, 2, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
-    kw = dict(target=2, n_steps=6, return_path=True, internal_batch_size=4)
+    kw = dict(target=2, n_steps=6, return_path=True, internal_batch_size=4, preset="reference")
     rec = IG2(model, model.head, integrator=Recorder()).explain(x, refs, **kw)
     plain = IG2(model, model.head).explain(x, refs, **kw)
     torch.testing.assert_close(rec.attributions, plain.attributions, rtol=1e-12, atol=1e-16)  # same sum

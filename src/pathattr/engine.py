@@ -443,7 +443,9 @@ class _Walk:
         row_ids = self.row_ids
         n = row_ids.numel()
         parts = []
-        for a, b in plan_chunks(self.ibs, n, self.numel, key):
+        cap = self.path.max_walk_rows
+        ibs = self.ibs if cap is None else (cap if self.ibs is None else min(self.ibs, cap))
+        for a, b in plan_chunks(ibs, n, self.numel, key):
             pts = tuple(t[a:b] for t in points)
             ex = self.example[a:b]
             ev = self.path.evaluate(self.model, row_ids[a:b], pts, ex, gradient, final)

@@ -190,6 +190,9 @@ def _gradpath_class(name: str, integrator: str | None = None) -> Callable[..., A
         kwargs = {"integrator": integrator} if integrator else {}
         method = _cls(name)(family.model, representation=family.representation, **kwargs)
         extra = {k: hp[k] for k in ("closing_steps", "ig_steps", "method") if k in hp}
+        if name == "ig2":  # the settings recorded by _ig2_default_settings (IDGI: the left rule, see IG2.explain)
+            extra.update({k: hp[k] for k in ("step_rule", "path_layout") if k in hp})
+            extra.update({k: hp[k] for k in ("segment_rule", "substeps", "adaptive", "adaptive_depth") if k in hp})
         return method.explain(x, references=refs, target=target, **_gradpath_kwargs(family, hp), **extra,
                               return_gradcf=False)
 
@@ -274,6 +277,24 @@ def _ig2_defaults(family: Family, quick: bool) -> dict[str, Any]:
             "bounds": list(family.bounds) if family.bounds is not None else None, **reference_settings(family)}
 
 
+def _ig2_default_settings(family: Family, quick: bool) -> dict[str, Any]:
+    """``ig2`` / ``ig2_idgi``: the library's default IG2 (:data:`pathattr.methods.ig2.DEFAULT_SETTINGS`, the
+    well-posed variant) with the family's bounds and references, every setting recorded; the quick profile keeps
+    the family's short path (CI), the full and paper profiles the library's ``n_steps``."""
+    from pathattr.methods.ig2 import DEFAULT_SETTINGS
+
+    hp = {**dict(DEFAULT_SETTINGS), **_ig2_defaults(family, quick)}
+    if not quick:
+        hp["n_steps"] = int(DEFAULT_SETTINGS["n_steps"])
+    hp["bounds"] = list(family.bounds) if family.bounds is not None else None
+    return hp
+
+
+def _ig2_idgi_default_settings(family: Family, quick: bool) -> dict[str, Any]:
+    """``ig2_idgi``: as ``ig2``, with the left rule (IDGI integrates the path's own segments)."""
+    return {**_ig2_default_settings(family, quick), "segment_rule": "left", "substeps": 1, "adaptive": None}
+
+
 def _gradpath_ig_defaults(family: Family, quick: bool) -> dict[str, Any]:
     return {**_ig2_defaults(family, quick), "closing_steps": _steps(family, quick)}
 
@@ -327,7 +348,7 @@ METHODS: dict[str, MethodSpec] = {
         MethodSpec("guided_ig", "Guided IG", _guided_defaults, _guided, method="guided_integrated_gradients"),
         MethodSpec("blur_ig", "Blur IG", _blur_defaults, _blur, method="blur_integrated_gradients",
                    spatial_only=True),
-        MethodSpec("ig2", "IG2", _ig2_defaults, _gradpath_class("ig2"), method="ig2", needs_references=True,
+        MethodSpec("ig2", "IG2", _ig2_default_settings, _gradpath_class("ig2"), method="ig2", needs_references=True,
                    needs_representation=True),
         MethodSpec("ig2_paper", "IG2 (paper preset)", _ig2_paper_defaults, _ig2_paper, method="ig2",
                    needs_references=True, needs_representation=True),
@@ -336,7 +357,7 @@ METHODS: dict[str, MethodSpec] = {
         MethodSpec("gradcf_ig", "IG from GradCF (ablation)", _gradcf_ig_defaults, _gradpath_class("gradcf_ig"),
                    method="gradcf_ig", needs_references=True, needs_representation=True),
         MethodSpec("idgi", "IG + IDGI", _ig_defaults, _ig_runner("family", "idgi"), method="integrated_gradients"),
-        MethodSpec("ig2_idgi", "IG2 + IDGI", _ig2_defaults, _gradpath_class("ig2", "idgi"), method="ig2",
+        MethodSpec("ig2_idgi", "IG2 + IDGI", _ig2_idgi_default_settings, _gradpath_class("ig2", "idgi"), method="ig2",
                    needs_references=True, needs_representation=True),
         MethodSpec("agi", "AGI", _agi_defaults, _agi, method="agi", stochastic=True, explained_output="probability"),
         MethodSpec("mfaba", "MFABA", _mfaba_defaults, _mfaba, method="mfaba", explained_output="probability"),

@@ -186,7 +186,7 @@ PRIMARY_METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     "wafer": ("diffid", ("gt_auroc", "energy_pointing_game", "insertion", "deletion")),
     "faces": ("diffid", ("insertion", "deletion")),
 }
-ALWAYS = ("completeness_rel", "cost_passes", "cost_seconds")
+ALWAYS = ("completeness_rel", "stability_spearman", "stability_noise", "cost_passes", "cost_seconds")
 
 
 def family_metrics(family: str, available: Sequence[str]) -> tuple[str | None, list[str]]:

@@ -88,7 +88,7 @@ class _GradPathMethod(PathMethod):
     def _setup(
         self, s: Session, references: Any, n_steps: int, step_size: float | None,
         bounds: tuple[float, float] | None, eps: float | None, internal_batch_size: int | None,
-        record_path: bool = False, step_rule: str = "fixed",
+        record_path: bool = False, step_rule: str = "fixed", path_layout: str = "chunks",
     ) -> _Setup:
         x = s.inputs[0]
         refs = resolve_references(x, references)
@@ -97,13 +97,15 @@ class _GradPathMethod(PathMethod):
         example = torch.arange(n, device=x.device) // r
         x_rows = x.detach().repeat_interleave(r, 0)
         ref_rows = refs.expand(batch, *refs.shape[1:]).reshape(n, *x.shape[1:])
-        rho = reference_representations(s.model, self.capture, refs, batch, internal_batch_size)
+        rows_layout = resolve_path_layout(path_layout, x) == "rows"
+        rho = reference_representations(s.model, self.capture, refs, batch, 1 if rows_layout else internal_batch_size)
         eta = path_step_sizes(x_rows, ref_rows, n_steps, step_size)
         path = GradPath(
             self.capture, x_rows, rho, example, n_steps, eta,
             (float(bounds[0]), float(bounds[1])) if bounds is not None else None,
             float(eps) if eps is not None else default_eps(x.dtype), self.distance, record_path, step_rule,
         )
+        path.max_walk_rows = 1 if rows_layout else None
         return _Setup(x, refs, batch, r, example, ref_rows, path)
 
     def _hyper(self, su: _Setup, **kw: Any) -> dict[str, Any]:
@@ -159,7 +161,28 @@ AUTO: Any = _Auto()
 
 #: the settings a preset resolves (every other argument keeps its own default)
 PRESET_KEYS = ("n_steps", "step_size", "bounds", "step_rule", "segment_rule", "substeps", "adaptive",
-               "adaptive_depth")
+               "adaptive_depth", "path_layout")
+
+#: values of ``path_layout``: ``"rows"`` walks every path row in a forward call of its own (the path does not depend
+#: on ``internal_batch_size``), ``"chunks"`` in chunks of ``internal_batch_size`` rows, ``"auto"`` = ``"rows"``
+#: for inputs of at least :data:`ROW_LAYOUT_MIN_FEATURES` features per example, else ``"chunks"``
+PATH_LAYOUTS = ("auto", "rows", "chunks")
+
+#: ``path_layout="auto"`` walks rows one per call from this many features per example (a 3x224x224 image has
+#: 150,528; a 32-token x 384 embedding 12,288): there a forward call costs far more than its overhead, so one row
+#: per call costs no more time per row than a batch (EfficientNet-Lite0 on a CPU), while smaller inputs (tabular
+#: rows, MNIST, 3x32x32) keep batched calls
+ROW_LAYOUT_MIN_FEATURES = 4096
+
+
+def resolve_path_layout(path_layout: str, x: Tensor) -> str:
+    """``"rows"`` or ``"chunks"`` for ``path_layout`` on inputs ``x`` ``[B, *S]``."""
+    if path_layout not in PATH_LAYOUTS:
+        raise InputValidationError(f"`path_layout` must be one of {PATH_LAYOUTS}, got {path_layout!r}.",
+                                   "path_layout")
+    if path_layout == "auto":
+        return "rows" if x[0].numel() >= ROW_LAYOUT_MIN_FEATURES else "chunks"
+    return path_layout
 
 #: the authors' notebook settings per family (spec ``shared/reference/ig2.md`` section 8; Zhuo & Ge's
 #: ``example_ImageNet.ipynb`` / ``example_TREC.ipynb`` / ``example_wafer.ipynb``): ``eta`` in the notebook's input
@@ -176,17 +199,18 @@ PAPER_PRESETS: dict[str, dict[str, Any]] = {
 #: the reference algorithm with the library's scale-free step (``|x - x^r| / n_steps``): the defaults of
 #: ``IG2.explain`` before the well-posed rule existed
 REFERENCE_SETTINGS: dict[str, Any] = {"n_steps": 201, "step_size": None, "bounds": None, "step_rule": "fixed",
-                                      "segment_rule": "left", "substeps": 1, "adaptive": None, "adaptive_depth": 6}
+                                      "segment_rule": "left", "substeps": 1, "adaptive": None, "adaptive_depth": 6,
+                                      "path_layout": "chunks"}
 
 #: pathattr's well-posed IG2 (docs/ig2.md, "Well-posed default"): a convergent path (damped Newton steps on the
 #: representation distance, capped at ``|x - x^r| / n_steps``), adaptive trapezoid segments (completeness gap
 #: about ``adaptive`` of ``|f_c(x)|``), with 32 path steps (the paper preset: 201)
 WELLPOSED_SETTINGS: dict[str, Any] = {"n_steps": 32, "step_size": None, "bounds": None,
                                       "step_rule": "damped_newton", "segment_rule": "trapezoid", "substeps": 1,
-                                      "adaptive": 0.03, "adaptive_depth": 6}
+                                      "adaptive": 0.03, "adaptive_depth": 6, "path_layout": "auto"}
 
 #: what ``IG2.explain`` uses for an argument that neither the caller nor a preset sets
-DEFAULT_SETTINGS: dict[str, Any] = REFERENCE_SETTINGS
+DEFAULT_SETTINGS: dict[str, Any] = WELLPOSED_SETTINGS
 
 PRESETS = (*PAPER_PRESETS, "wellposed", "reference")
 
@@ -207,7 +231,7 @@ def paper_preset(name: str, input_shape: Any = None, bounds: Any = AUTO) -> dict
 
     Returns:
         ``{"n_steps", "step_size", "bounds", "step_rule", "segment_rule", "substeps", "adaptive",
-        "adaptive_depth"}``.
+        "adaptive_depth", "path_layout"}``.
     """
     if name == "wellposed":
         out = dict(WELLPOSED_SETTINGS)
@@ -225,7 +249,8 @@ def paper_preset(name: str, input_shape: Any = None, bounds: Any = AUTO) -> dict
                 dim *= int(size)
             eta = equivalent_step_size(dim, p["eta"], p["scale"], p["paper_dim"])
         out = {"n_steps": p["n_steps"], "step_size": eta, "bounds": p["bounds"], "step_rule": "fixed",
-               "segment_rule": "left", "substeps": 1, "adaptive": None, "adaptive_depth": 6}
+               "segment_rule": "left", "substeps": 1, "adaptive": None, "adaptive_depth": 6,
+               "path_layout": "chunks"}
     else:
         raise InputValidationError(f"`preset` must be one of {PRESETS} or None, got {name!r}.", "preset")
     if bounds is not AUTO:
@@ -262,9 +287,13 @@ class IG2(_GradPathMethod):
     reference's fixed step amplifies on real networks: docs/ig2.md); the path is not kept unless
     ``return_path=True``.
 
-    ``preset="paper-imagenet" | "paper-trec" | "paper-wafer"`` runs the authors' notebook settings
-    (:func:`paper_preset`), ``preset="wellposed"`` pathattr's convergent, complete variant; explicit arguments
-    override the preset, and ``hyperparameters`` records the preset and the resolved settings.
+    **Defaults: pathattr's well-posed IG2** (:data:`DEFAULT_SETTINGS` = :data:`WELLPOSED_SETTINGS`, docs/ig2.md):
+    32 damped-Newton steps that converge instead of oscillating, adaptive trapezoid segments (completeness gap
+    about 3 % of ``|f_c(x)|``), image-sized rows walked one per forward call (``path_layout``) so that the result
+    does not depend on ``internal_batch_size``. ``preset="paper-imagenet" | "paper-trec" | "paper-wafer"`` runs
+    the authors' notebook settings (:func:`paper_preset`), ``preset="reference"`` the authors' algorithm with the
+    scale-free step; explicit arguments override the preset, and ``hyperparameters`` records the preset and the
+    resolved settings. With an integrator other than Riemann the segment rule defaults to the left rule.
 
     Args:
         forward_func: model or callable returning ``[B]`` or ``[B, C]`` (logits: ``f_c`` is a logit).
@@ -301,6 +330,7 @@ class IG2(_GradPathMethod):
         return_gradcf: bool = True,
         step_rule: str = AUTO,
         preset: str | None = None,
+        path_layout: str = AUTO,
     ) -> Explanation:
         """Args:
         inputs: ``[B, *S]`` tensor (images ``[B, C, H, W]``, tabular ``[B, d]``, embeddings ``[B, L, E]``;
@@ -310,9 +340,10 @@ class IG2(_GradPathMethod):
         target: int, list / 1-D tensor of B ints, callable on the output, or None (predicted class); fixed
             for the whole path.
         additional_forward_args: extra ``forward_func`` arguments (per-example tensors have dim 0 = B).
-        n_steps: ``K``, GradPath steps (reference: 201 on ImageNet). This argument and ``step_size``, ``bounds``,
-            ``step_rule``, ``segment_rule``, ``substeps``, ``adaptive``, ``adaptive_depth``: when not given
-            (:data:`AUTO`), the ``preset``'s value, else :data:`DEFAULT_SETTINGS`.
+        n_steps: ``K``, GradPath steps (default 32; the authors: 201 on ImageNet). This argument and
+            ``step_size``, ``bounds``, ``step_rule``, ``segment_rule``, ``substeps``, ``adaptive``,
+            ``adaptive_depth``, ``path_layout``: when not given (:data:`AUTO`), the ``preset``'s value, else
+            :data:`DEFAULT_SETTINGS`.
         step_size: ``eta``, the L2 length of every unclipped step over all features of a row (the paper's
             absolute step); None: ``|x - x^r|_2 / n_steps`` per reference (path length = straight distance).
         bounds: ``(lo, hi)``: every path point is clipped to the box (e.g. ``(0, 1)`` for images).
@@ -343,6 +374,12 @@ class IG2(_GradPathMethod):
             (``extras["stopped"]``).
         preset: None, a name of :data:`PRESETS` (``"paper-imagenet"``, ``"paper-trec"``, ``"paper-wafer"``,
             ``"wellposed"``, ``"reference"``): see :func:`paper_preset`.
+        path_layout: ``"rows"``: every path row is walked in a forward call of its own (also ``phi`` of the
+            references), so the path, which can amplify round-off, does not depend on ``internal_batch_size`` or
+            on which rows share a call; ``"chunks"``: rows in chunks of ``internal_batch_size``; ``"auto"``
+            (default): ``"rows"`` for inputs of at least :data:`ROW_LAYOUT_MIN_FEATURES` features per example,
+            else ``"chunks"`` (the paper presets: ``"chunks"``). Refinement rows (``substeps``, ``adaptive``)
+            are always chunked by ``internal_batch_size``: they do not feed back into the path.
 
         Extras: ``gradcf``, ``gradcfe`` (``x - mean_r GradCF^r``, ``[B, *S]``), ``gradcf_outputs`` /
         ``gradcf_predictions`` ``[B, R]``, ``counterfactual_valid``
@@ -356,8 +393,11 @@ class IG2(_GradPathMethod):
         shape = tuple(inputs.shape[1:]) if isinstance(inputs, Tensor) else None
         given = {"n_steps": n_steps, "step_size": step_size, "bounds": bounds, "step_rule": step_rule,
                  "segment_rule": segment_rule, "substeps": substeps, "adaptive": adaptive,
-                 "adaptive_depth": adaptive_depth}
+                 "adaptive_depth": adaptive_depth, "path_layout": path_layout}
         settings = resolve_settings(preset, shape, given)
+        if (type(self.integrator) is not RiemannIntegrator and segment_rule is AUTO and substeps is AUTO
+                and adaptive is AUTO):  # the well-posed rules need the Riemann sum: other integrators keep left
+            settings.update(segment_rule="left", substeps=1, adaptive=None)
         n_steps, step_size, bounds = settings["n_steps"], settings["step_size"], settings["bounds"]
         check_gradpath_arguments(n_steps, step_size, bounds, eps)
         segments = SegmentRule(settings["segment_rule"], settings["substeps"], settings["adaptive"],
@@ -365,7 +405,7 @@ class IG2(_GradPathMethod):
         segments.check(self.integrator)
         with self.session(inputs, target, additional_forward_args) as s:
             su = self._setup(s, references, n_steps, step_size, bounds, eps, internal_batch_size, return_path,
-                             settings["step_rule"])
+                             settings["step_rule"], settings["path_layout"])
             run = integrate_sequential_path(s.model, su.path, self.integrator, internal_batch_size, s.inputs,
                                             s.outputs[su.example], segments)
             (attr,), end, path = run.attributions, run.end, su.path
@@ -382,7 +422,9 @@ class IG2(_GradPathMethod):
             result_extras.update(run.extras)
             hyper = self._hyper(su, preset=preset, n_steps=n_steps, step_size=step_size,
                                 bounds=bounds,
-                                step_rule=settings["step_rule"], **segments.describe(),
+                                step_rule=settings["step_rule"],
+                                path_layout=resolve_path_layout(settings["path_layout"], su.x),
+                                **segments.describe(),
                                 internal_batch_size=internal_batch_size)
             result_extras["stopped"] = path.stopped.view(b, r)
             if settings["step_rule"] == "damped_newton":
@@ -536,7 +578,9 @@ __all__ = [
     "AUTO",
     "DEFAULT_SETTINGS",
     "PAPER_PRESETS",
+    "PATH_LAYOUTS",
     "PRESETS",
+    "ROW_LAYOUT_MIN_FEATURES",
     "REFERENCE_SETTINGS",
     "SEGMENT_RULES",
     "WELLPOSED_SETTINGS",
@@ -547,6 +591,7 @@ __all__ = [
     "gradpath_ig",
     "ig2",
     "paper_preset",
+    "resolve_path_layout",
     "resolve_settings",
     "segment_nodes",
 ]

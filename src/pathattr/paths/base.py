@@ -113,6 +113,10 @@ class SequentialPath(ABC):
     active: Tensor | None = None
     #: dtype of the displacements ``advance`` returns (the Riemann sum accumulates in it; half types in float64)
     dtype: torch.dtype = torch.float64
+    #: most rows per model call of the walk's own steps (None: ``internal_batch_size``). 1 = every path row in a
+    #: forward call of its own, so the walk does not depend on ``internal_batch_size`` or on which rows share a
+    #: call (IG2's ``path_layout="rows"``); refinement rows are chunked by ``internal_batch_size`` as usual
+    max_walk_rows: int | None = None
 
     @property
     @abstractmethod

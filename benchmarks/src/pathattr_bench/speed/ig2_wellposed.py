@@ -5,10 +5,11 @@ other-class references per photo (drawn, seeded, from the other table photos), i
 
 - **preset**: ``IG2.explain(..., preset="paper-imagenet")`` (201 fixed steps of 1.504, bounds (0, 1), left rule),
   with all ``B * R`` rows in one forward (``internal_batch_size = B * R``);
-- **wellposed**: ``preset="wellposed"`` (damped Newton steps, adaptive trapezoid segments), twice: all rows in one
-  forward, and one row per forward (``internal_batch_size=1``). EfficientNet-Lite0 on this CPU gives bit-identical
-  rows for batches of 1..3 rows but not for 4 (round-off ~2e-6 on the logits), so ``B * R >= 4`` makes the two
-  runs differ exactly by the float round-off of a different layout;
+- **wellposed**: the library default (no preset; = ``preset="wellposed"``: damped Newton steps, adaptive
+  trapezoid segments, ``path_layout="auto"``, i.e. one path row per forward call on these photos), twice:
+  ``internal_batch_size = B * R`` and ``internal_batch_size=1`` (these differ only in how the refinement rows are
+  chunked; with ``path_layout="chunks"`` the path itself would be chunked too: EfficientNet-Lite0 on this CPU
+  gives bit-identical rows for batches of 1..3 rows but not for 4, round-off ~2e-6 on the logits);
 - the preset only on the first ``--preset-pairs`` pairs (its cost per explicand is fixed by its 201 steps; its gap
   is what costs time), and on the first ``--probe-pairs`` pairs both variants once more on the photos perturbed by
   float32 round-off (``x * (1 + 2^-24 N(0, 1))``): a machine-independent probe of how the path amplifies
@@ -49,7 +50,7 @@ def spearman(a: Tensor, b: Tensor) -> float:
     return pearson(ranks(a.flatten()), ranks(b.flatten()))
 
 
-def _run(ig2: Any, x: Tensor, refs: Any, preset: str, ibs: int) -> tuple[Any, float]:
+def _run(ig2: Any, x: Tensor, refs: Any, preset: str | None, ibs: int) -> tuple[Any, float]:
     t0 = time.perf_counter()
     e = ig2.explain(x, refs, preset=preset, internal_batch_size=ibs, return_gradcf=True)
     return e, time.perf_counter() - t0
@@ -104,8 +105,8 @@ def main(argv: list[str] | None = None) -> None:
         ibs_all = 2 * args.refs
         rec: dict[str, Any] = {"pair": p, "photos": [table[i].file for i in idx],
                                "classes": [table[i].class_name for i in idx], "refs": args.refs}
-        w_all, s_all = _run(ig2, x, refs, "wellposed", ibs_all)
-        w_one, s_one = _run(ig2, x, refs, "wellposed", 1)
+        w_all, s_all = _run(ig2, x, refs, None, ibs_all)
+        w_one, s_one = _run(ig2, x, refs, None, 1)
         rec["wellposed"] = {**_summary(w_all, 2), "seconds": s_all, "seconds_ibs1": s_one,
                             "rel_gap_ibs1": [float(v) for v in w_one.relative_delta],
                             "pearson": [pearson(w_all.attributions[i], w_one.attributions[i]) for i in range(2)],
@@ -119,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
         if p < args.probe_pairs:
             noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(p), dtype=x.dtype)
             xp = x * (1 + 2.0**-24 * noise)  # float32 round-off of the inputs
-            w_noise, _ = _run(ig2, xp, refs, "wellposed", ibs_all)
+            w_noise, _ = _run(ig2, xp, refs, None, ibs_all)
             rec["wellposed"]["pearson_roundoff"] = [pearson(w_all.attributions[i], w_noise.attributions[i])
                                                     for i in range(2)]
             rec["wellposed"]["spearman_roundoff"] = [spearman(w_all.attributions[i], w_noise.attributions[i])
