@@ -22,13 +22,15 @@ class FakeClock:
         return self.now
 
 
-def _run_plan(monkeypatch, n_rows, cost, key=None, cap_numel=1):
+def _run_plan(monkeypatch, n_rows, cost, key=None, cap_numel=1, unit=1e-3):
+    """The sizes of an automatic plan when a chunk of ``s`` rows takes ``cost(s) * unit`` seconds (milliseconds by
+    default: real-sized chunks, below the planner's long-chunk stop)."""
     clock = FakeClock()
     monkeypatch.setattr(planner.time, "perf_counter", clock.perf_counter)
     sizes = []
     for a, b in planner.plan_chunks(None, n_rows, cap_numel, key):
         sizes.append(b - a)
-        clock.now += cost(b - a)
+        clock.now += cost(b - a) * unit
     return sizes
 
 
@@ -44,10 +46,8 @@ def test_auto_plan_doubles_then_locks_at_fastest(monkeypatch):
         return 1.0 + 0.1 * size + 0.4 * max(0, size - 16)
 
     sizes = _run_plan(monkeypatch, 400, cost, key="model-a", cap_numel=1 << 14)  # starts at 4 rows
-    # each size is measured twice (the first call at a shape is slow), except that 32, already 2x slower per row
-    # than 16 in its first chunk (> AUTO_GIVE_UP), is judged at once
-    assert sizes[:7] == [4, 4, 8, 8, 16, 16, 32]
-    assert set(sizes[7:-1]) == {16} and sum(sizes) == 400
+    assert sizes[:8] == [4, 4, 8, 8, 16, 16, 32, 32]  # each size measured twice (the first call at a shape is slow)
+    assert set(sizes[8:-1]) == {16} and sum(sizes) == 400
     assert planner._best_chunk["model-a"] == 16
     # a later call with the same key starts at the remembered size without exploring
     again = _run_plan(monkeypatch, 64, cost, key="model-a", cap_numel=1 << 14)
@@ -117,6 +117,29 @@ def test_auto_plan_judges_a_size_by_its_fastest_sample(monkeypatch):
     planner._best_chunk.pop("model-e", None)
     _run_plan(monkeypatch, 400, cost, key="model-e", cap_numel=1 << 14)
     assert planner._best_chunk["model-e"] == 8  # what a single sample per size would pick
+
+
+def test_auto_plan_judges_a_clearly_slow_size_at_once(monkeypatch):
+    # 32 rows cost 2x per row of 16 and lose more than AUTO_ONE_OFF_SECONDS in their first chunk: more than a one-off
+    # cost of a new shape, so they are not measured a second time
+    def cost(size):
+        return 1.0 + 0.1 * size + 0.4 * max(0, size - 16)
+
+    planner._best_chunk.pop("model-f", None)
+    planner._exploration.pop("model-f", None)
+    sizes = _run_plan(monkeypatch, 400, cost, key="model-f", cap_numel=1 << 14, unit=0.02)
+    assert sizes[:7] == [4, 4, 8, 8, 16, 16, 32] and set(sizes[7:-1]) == {16}
+    assert planner._best_chunk["model-f"] == 16
+
+
+def test_auto_plan_stops_growing_at_long_chunks(monkeypatch):
+    # flat time per row (60 ms, a 224x224 CNN on CPU): 4-row chunks take 0.24 s, 8-row chunks 0.48 s >=
+    # AUTO_LONG_CHUNK_SECONDS: larger chunks could only save the per-call overhead, so the planner stops at 8
+    planner._best_chunk.pop("model-g", None)
+    planner._exploration.pop("model-g", None)
+    sizes = _run_plan(monkeypatch, 64, lambda s: 0.06 * s, key="model-g", cap_numel=1 << 16, unit=1.0)
+    assert sizes[:4] == [4, 4, 8, 8] and set(sizes[4:]) == {8}
+    assert planner._best_chunk["model-g"] == 8
 
 
 def test_auto_plan_folds_a_small_leftover(monkeypatch):
