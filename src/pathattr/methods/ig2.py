@@ -363,8 +363,10 @@ class IG2(_GradPathMethod):
             counts the bisections (= extra gradient rows), ``extras["stalled_pieces"]`` the pieces accepted above
             the tolerance that way.
         adaptive_depth: maximum bisection depth per segment.
-        internal_batch_size: maximum rows (paths) per forward call; results depend on it only through float
-            round-off (which the ``"fixed"`` step rule can amplify along the path on real networks).
+        internal_batch_size: maximum rows (paths) per forward call. With ``path_layout="rows"`` (the default on
+            inputs of >= 4096 features) the path does not depend on it at all and the attributions only through
+            the round-off of the refinement rows; with ``"chunks"`` the path depends on it through float round-off,
+            which the ``"fixed"`` step rule can amplify along the path on real networks (docs/ig2.md).
         return_path: keep every path point (``extras["path"]``, ``[B, R, K + 1, *S]``).
         return_gradcf: put GradCF (``[B, R, *S]``) in ``extras["gradcf"]``.
         step_rule: ``"fixed"`` (the reference: every unclipped step has length ``eta``, the path oscillates
