@@ -201,3 +201,17 @@ def test_public_functional_form(mlp, gen):
         pathattr.integrated_gradients(mlp, x, target=1, n_steps=8),
         IntegratedGradients(mlp).attribute(x, target=1, n_steps=8),
     )
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_baseline_or_input_that_requires_grad_on_the_path_major_fast_path(dtype):
+    # the straight path builds long runs of one path with ``out=`` kernels, which refuse inputs that require
+    # grad: such inputs and baselines are read as values (same attributions as their detached copies)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3)).to(dtype)
+    x = torch.rand(3, 4).to(dtype)
+    base = torch.zeros(3, 4, dtype=dtype)
+    plain = IntegratedGradients(model).explain(x, baselines=base, n_steps=16, target=1)
+    graded = IntegratedGradients(model).explain(x.clone().requires_grad_(True), target=1, n_steps=16,
+                                                baselines=base.clone().requires_grad_(True))
+    torch.testing.assert_close(graded.attributions, plain.attributions, rtol=0, atol=0)

@@ -107,7 +107,9 @@ class StraightLinePath(ParametricPath):
             self._baseline_list = self.baseline_index.tolist()
         out = []
         for x, pool in zip(self.inputs, self.pools):
-            out.append([x[p // self.k : p // self.k + 1] - pool[self._baseline_list[p]].unsqueeze(0)
+            # detached: the points are leaves of the model call anyway, and ``out=`` kernels refuse inputs that
+            # require grad (a baseline or input that requires grad)
+            out.append([(x[p // self.k : p // self.k + 1] - pool[self._baseline_list[p]].unsqueeze(0)).detach()
                         for p, _, _ in runs])
         return out
 
@@ -133,7 +135,7 @@ class StraightLinePath(ParametricPath):
             pts = torch.empty((path_index.shape[0], *x.shape[1:]), dtype=torch.result_type(x, pool), device=x.device)
             for (p, lo, hi), d in zip(runs, diff):
                 seg = torch.mul(a[lo:hi], d, out=pts[lo:hi])
-                seg.add_(pool[self._baseline_list[p]])  # type: ignore[index]  # x' + a (x - x'): + commutes exactly
+                seg.add_(pool[self._baseline_list[p]].detach())  # type: ignore[index]  # x' + a (x - x'): + commutes exactly
             out.append(pts)
         return tuple(out)
 
