@@ -1,7 +1,8 @@
 """The Ray executor (issue 17) on a local two-CPU Ray cluster started inside the test module.
 
-Same rows as the local executor (bit-identical: deterministic methods with the same chunking, and the seeded
-stochastic ones draw from the same per-chunk streams), a worker killed mid-task or a driver killed mid-run
+Same rows as the local executor (equal up to the round-off of a different automatic chunking: deterministic
+methods, and the seeded stochastic ones draw from the same per-chunk streams), a worker killed mid-task or a
+driver killed mid-run
 loses and duplicates nothing, a unit failing inside a worker is recorded and the run goes on. About a minute.
 """
 
@@ -13,10 +14,11 @@ import signal
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from pathattr_bench.runner import run
-from pathattr_bench.store import Store
+from pathattr_bench.store import Store, from_blob
 
 ray = pytest.importorskip("ray")
 
@@ -54,9 +56,16 @@ def local(tmp_path_factory):
 
 
 def _assert_clean(db, expected) -> None:
+    # the same rows and keys; values equal up to float round-off: with the automatic internal_batch_size the
+    # planner picks chunk sizes by measured time, so a worker may chunk rows (e.g. IG2's refinement rows)
+    # differently from the local run, and a different chunking rounds differently
     table, artifacts = _snapshot(db)
-    assert table == expected[0]
-    assert artifacts == expected[1]
+    assert [r[:-1] for r in table] == [r[:-1] for r in expected[0]]
+    got, want = np.array([r[-1] for r in table], dtype=float), np.array([r[-1] for r in expected[0]], dtype=float)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)  # float32 metrics of O(1)
+    assert [a[:-1] for a in artifacts] == [a[:-1] for a in expected[1]]
+    for a, b in zip(artifacts, expected[1]):
+        np.testing.assert_allclose(from_blob(a[-1]), from_blob(b[-1]), rtol=1e-4, atol=1e-6)
     with Store(db) as s:
         keys = s.query("SELECT family, model, method, hp_hash, example, metric, seed FROM results")
         assert len(keys) == len(set(keys))
