@@ -189,10 +189,9 @@ def _gradpath_class(name: str, integrator: str | None = None) -> Callable[..., A
             raise MethodUnavailable(f"{family.name} has no representation layer for IG2-type methods.")
         kwargs = {"integrator": integrator} if integrator else {}
         method = _cls(name)(family.model, representation=family.representation, **kwargs)
-        extra = {k: hp[k] for k in ("closing_steps", "ig_steps", "method") if k in hp}
-        if name == "ig2":  # the settings recorded by _ig2_default_settings (IDGI: the left rule, see IG2.explain)
-            extra.update({k: hp[k] for k in ("step_rule", "path_layout") if k in hp})
-            extra.update({k: hp[k] for k in ("segment_rule", "substeps", "adaptive", "adaptive_depth") if k in hp})
+        # the ablations' own settings, and the IG2 settings that _ig2_default_settings records
+        extra = {k: hp[k] for k in ("closing_steps", "ig_steps", "method", "step_rule", "path_layout", "segment_rule",
+                                    "substeps", "adaptive", "adaptive_depth") if k in hp}
         return method.explain(x, references=refs, target=target, **_gradpath_kwargs(family, hp), **extra,
                               return_gradcf=False)
 
@@ -286,7 +285,6 @@ def _ig2_default_settings(family: Family, quick: bool) -> dict[str, Any]:
     hp = {**dict(DEFAULT_SETTINGS), **_ig2_defaults(family, quick)}
     if not quick:
         hp["n_steps"] = int(DEFAULT_SETTINGS["n_steps"])
-    hp["bounds"] = list(family.bounds) if family.bounds is not None else None
     return hp
 
 

@@ -55,6 +55,7 @@ class _Setup:
     example: Tensor  # [P]
     ref_rows: Tensor  # [P, *S]
     path: GradPath
+    layout: str  # the resolved path layout, "rows" or "chunks"
 
 
 class _GradPathMethod(PathMethod):
@@ -97,7 +98,8 @@ class _GradPathMethod(PathMethod):
         example = torch.arange(n, device=x.device) // r
         x_rows = x.detach().repeat_interleave(r, 0)
         ref_rows = refs.expand(batch, *refs.shape[1:]).reshape(n, *x.shape[1:])
-        rows_layout = resolve_path_layout(path_layout, x) == "rows"
+        layout = resolve_path_layout(path_layout, x)
+        rows_layout = layout == "rows"
         rho = reference_representations(s.model, self.capture, refs, batch, 1 if rows_layout else internal_batch_size)
         eta = path_step_sizes(x_rows, ref_rows, n_steps, step_size)
         path = GradPath(
@@ -106,7 +108,7 @@ class _GradPathMethod(PathMethod):
             float(eps) if eps is not None else default_eps(x.dtype), self.distance, record_path, step_rule,
         )
         path.max_walk_rows = 1 if rows_layout else None
-        return _Setup(x, refs, batch, r, example, ref_rows, path)
+        return _Setup(x, refs, batch, r, example, ref_rows, path, layout)
 
     def _hyper(self, su: _Setup, **kw: Any) -> dict[str, Any]:
         return {
@@ -425,7 +427,7 @@ class IG2(_GradPathMethod):
             hyper = self._hyper(su, preset=preset, n_steps=n_steps, step_size=step_size,
                                 bounds=bounds,
                                 step_rule=settings["step_rule"],
-                                path_layout=resolve_path_layout(settings["path_layout"], su.x),
+                                path_layout=su.layout,
                                 **segments.describe(),
                                 internal_batch_size=internal_batch_size)
             result_extras["stopped"] = path.stopped.view(b, r)
