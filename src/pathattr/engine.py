@@ -112,7 +112,8 @@ def integrate_parametric_path(
     )
     acc = integrator.accumulator(info)
     # output-only closing rows carry zero gradient and displacement: a plain Riemann sum gains nothing from them
-    closing = bool(getattr(path, "closing_node", False)) and type(integrator) is not RiemannIntegrator
+    plain_riemann = type(integrator) is RiemannIntegrator
+    closing = bool(getattr(path, "closing_node", False)) and not plain_riemann
     per_path = n_nodes + int(closing)
     plan = plan_chunks(internal_batch_size, n_paths * per_path, numel, planner_key(model, inputs, "gradients"))
     for a, b in plan:
@@ -124,6 +125,11 @@ def integrate_parametric_path(
             continue
         points = path.points(p, j)
         grads, outs = model.gradients(points, path.example_index(p))
+        if plain_riemann:
+            summed = path.summed_products(p, j, grads)
+            if summed is not None:
+                acc.add_summed(*summed)
+                continue
         disp = path.displacements(p, j, points) if integrator.uses_displacements else None
         acc.update(Evaluation(p, j, grads, outs, disp))
     result = acc.result()

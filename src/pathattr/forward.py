@@ -469,12 +469,17 @@ class ModelFunction:
             self.target = None
         else:
             n_classes = output.shape[1]
+            in_range = False  # whether ``index`` is known to be in range without a check on the tensor
             if target is None:
                 index = output.argmax(dim=1) if n_classes > 1 else torch.zeros(b, dtype=torch.long)
+                in_range = True
             elif isinstance(target, bool):
                 raise TargetError("`target` must be an int, list, tensor or callable, not bool.", "target")
             elif isinstance(target, int):
+                if not 0 <= target < n_classes:
+                    raise TargetError(f"`target` {target} is out of range for {n_classes} output classes.", "target")
                 index = torch.full((b,), target, dtype=torch.long)
+                in_range = True
             elif isinstance(target, (list, tuple, Tensor)):
                 index = torch.as_tensor(target)
                 if index.is_floating_point() or index.dtype == torch.bool:
@@ -491,7 +496,7 @@ class ModelFunction:
                     f"`target` must be None, int, list, 1-D tensor or callable, got {type(target).__name__}.",
                     "target",
                 )
-            if bool((index < 0).any()) or bool((index >= n_classes).any()):
+            if not in_range and (bool((index < 0).any()) or bool((index >= n_classes).any())):
                 raise TargetError(
                     f"`target` {index.tolist()[:8]} is out of range for {n_classes} output classes.", "target"
                 )

@@ -253,6 +253,13 @@ class _RiemannAccumulator(Accumulator):
         for acc, g, d in zip(self.sums, ev.gradients, ev.displacements):
             segment_add(acc, slot, g * d, self.info.scale)
 
+    def add_summed(self, paths: Tensor, products: tuple[Tensor, ...]) -> None:
+        """Add ``sum_j g_j * d_j`` already summed over runs of rows of the paths ``paths``
+        (:meth:`pathattr.paths.base.ParametricPath.summed_products`)."""
+        slot = self.info.output_index[paths]
+        for acc, s in zip(self.sums, products):
+            segment_add(acc, slot, s, self.info.scale)
+
     def result(self) -> tuple[Tensor, ...]:
         return tuple(self.sums)
 

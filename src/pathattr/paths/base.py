@@ -54,6 +54,14 @@ class ParametricPath(ABC):
     def start_points(self, path_index: Tensor) -> tuple[Tensor, ...]:
         """Baseline end of the given paths, ``[n, *S]`` per input."""
 
+    def summed_products(
+        self, path_index: Tensor, step_index: Tensor, gradients: tuple[Tensor, ...]
+    ) -> tuple[Tensor, tuple[Tensor, ...]] | None:
+        """Optional shortcut for the plain Riemann sum: ``sum_j g_j * d_j`` over each run of consecutive rows of
+        one path, as ``(paths [R], per input [R, *S])``, computed in a cheaper factored form; None (the default)
+        when the path has none, and the engine multiplies gradients by :meth:`displacements` row by row."""
+        return None
+
 
 @dataclass
 class StepEvaluation:

@@ -139,6 +139,29 @@ class StraightLinePath(ParametricPath):
             out.append(pts)
         return tuple(out)
 
+    def summed_products(
+        self, path_index: Tensor, step_index: Tensor, gradients: tuple[Tensor, ...]
+    ) -> tuple[Tensor, tuple[Tensor, ...]] | None:
+        """``(x - x') * sum_j w_j g_j`` per run of one path (Captum's factored form of the same sum): one
+        matrix-vector product per run instead of a displacement per row and a row-wise product."""
+        last, self._last = self._last, None
+        if not self.multiply_by_inputs or last is None or not (
+            last[0] is path_index or torch.equal(last[0], path_index)
+        ):
+            return None
+        runs, diffs = last[1], last[2]
+        w = self._node(self.weights, path_index, step_index)
+        out = []
+        for g, diff in zip(gradients, diffs):
+            wg = w.to(g.dtype)
+            parts = []
+            for (_, lo, hi), d in zip(runs, diff):
+                s = torch.matmul(wg[lo:hi], g[lo:hi].reshape(hi - lo, -1)).view(d.shape)
+                parts.append(s.mul_(d) if s.dtype == torch.result_type(s, d) else s * d)
+            out.append(parts[0] if len(parts) == 1 else torch.cat(parts))
+        paths = torch.tensor([p for p, _, _ in runs], dtype=torch.long, device=path_index.device)
+        return paths, tuple(out)
+
     def displacements(
         self, path_index: Tensor, step_index: Tensor, points: tuple[Tensor, ...]
     ) -> tuple[Tensor, ...]:
