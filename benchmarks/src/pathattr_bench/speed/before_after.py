@@ -121,7 +121,8 @@ def row_ig2(name: str, b: int, r: int, steps: int) -> dict[str, Callable[[], Any
     hook.remove()
     rho, rows = store[-1].repeat(b, 1), x.repeat_interleave(r, 0)
     fns = {w: _caller(lib(w, "methods.ig2").IG2, (m, rep), (x, refs),
-                      dict(target=0, n_steps=steps, step_size=eta, bounds=(0.0, 1.0))) for w in LIBS}
+                      dict(target=0, n_steps=steps, step_size=eta, bounds=(0.0, 1.0), preset="reference"))
+           for w in LIBS}  # the authors' algorithm: the computation of the two-pass peer and the fused floor
     fns["peer"] = lambda: two_pass_ig2(m, rep, x, refs, target=0, n_steps=steps, step_size=eta, bounds=(0.0, 1.0))
     fns["floor"] = fused_floor(m, rep, rows, rho, steps, 2)
     return fns
