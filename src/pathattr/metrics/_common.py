@@ -15,8 +15,8 @@ import torch
 from torch import Tensor
 
 from ..errors import InputValidationError, TargetError, check_finite
-from ..forward import ModelFunction, model_guard
-from ..planner import chunk_ranges, resolve_chunk_size
+from ..forward import ModelFunction, all_finite, model_guard
+from ..planner import chunk_ranges, plan_chunks, planner_key, resolve_chunk_size, row_numel
 
 #: allowed score directions of a metric
 DIRECTIONS = ("higher", "lower", "zero", "none")
@@ -127,7 +127,8 @@ def float_batch(value: Any, argument: str, *, min_ndim: int = 2) -> Tensor:
         )
     if t.shape[0] == 0:
         raise InputValidationError(f"`{argument}` has batch size 0.", argument)
-    check_finite(t, argument)
+    if not all_finite(t):  # one summing pass; the elementwise test (and its error) only for a non-finite sum
+        check_finite(t, argument)
     return t
 
 
@@ -307,10 +308,11 @@ def target_scores(model: ModelFunction, raw: Any, example_index: Tensor, output:
     if raw.ndim == 1 or (raw.ndim == 2 and raw.shape[1] == 1):
         values = torch.sigmoid(raw.reshape(-1))
     else:
-        probs = torch.softmax(raw.to(torch.float64), dim=1)
+        probs = torch.softmax(raw, dim=1, dtype=torch.float64)  # = softmax(raw.to(float64)), one op
         index = model.target[example_index.to(model.target.device)]
         values = probs.gather(1, index.view(-1, 1)).squeeze(1)
-    check_finite(values, "forward_func", "outputs")
+    if not all_finite(values):
+        check_finite(values, "forward_func", "outputs")
     return values
 
 
@@ -422,16 +424,88 @@ def resolve_target_chunked(model: ModelFunction, target: Any, inputs: tuple[Tens
     if callable(target) and not isinstance(target, Tensor):
         model.target = target
         return torch.cat([model.select(r, index[lo:hi]) for r, (lo, hi) in zip(raws, chunks(b, chunk))])
+    return _fix_target(model, target, raws, b)
+
+
+def _fix_target(model: ModelFunction, target: Any, raws: list[Any], b: int) -> Tensor:
+    """Fix ``model.target`` (not callable) from the raw outputs ``raws`` of the ``B`` examples, in order, and
+    return ``f_c(x)`` ``[B]``."""
     if not all(isinstance(r, Tensor) for r in raws):
         raise InputValidationError(
             "`forward_func` must return a tensor (or pass a callable `target` that extracts one scalar per row).",
             "forward_func",
         )
-    raw = torch.cat(raws)
+    raw = torch.cat(raws) if len(raws) > 1 else raws[0]
     fixed = ModelFunction(lambda *_: raw, b)
     values = fixed.resolve_target(target, (raw,))
     model.target = fixed.target
     return values
+
+
+def scores_with_target(
+    model: ModelFunction,
+    target: Any,
+    inputs: tuple[Tensor, ...],
+    n_rows: int,
+    make_rows: Callable[[int, int], tuple[tuple[Tensor, ...], Tensor]],
+    internal_batch_size: int | None,
+    output: str,
+) -> tuple[Tensor, int]:
+    """Fix ``model.target`` (as :func:`resolve_target_chunked`) and return the target score of each of ``n_rows``
+    rows ``[n_rows]`` (float64) and the largest number of rows per forward call.
+
+    The first ``B`` rows built by ``make_rows(start, stop) -> (rows, example_index)`` must be the examples
+    ``inputs`` themselves, in order: the target (e.g. the predicted class) is fixed from their outputs, so the
+    examples are not evaluated twice, and the other rows of the chunks that hold them are scored once it is fixed.
+    Chunks follow :func:`pathattr.planner.plan_chunks`: ``internal_batch_size`` rows, or with None the automatic
+    plan of forward-only rows (remembered per model and row layout, as the methods' ``"outputs"`` plans).
+    """
+    target = as_target(target)
+    b = inputs[0].shape[0]
+    resolved = callable(target) and not isinstance(target, Tensor)
+    if resolved:
+        model.target = target
+    key = planner_key(model, inputs, "outputs")
+    x_raws: list[Any] = []
+    pending: list[tuple[Any, Tensor]] = []
+    out: list[Tensor] = []
+    largest = 0
+    with torch.no_grad():
+        for lo, hi in plan_chunks(internal_batch_size, n_rows, row_numel(inputs), key):
+            largest = max(largest, hi - lo)
+            rows, index = make_rows(lo, hi)
+            try:
+                raw = model.forward(rows, index)
+            except Exception as err:  # one example without its batch axis: name `inputs`, not the model's error
+                if lo == 0 and model._accepts_unbatched(inputs, any_output=True):
+                    raise model._unbatched_error(inputs) from err
+                raise
+            if resolved:
+                out.append(target_scores(model, raw, index, output).to(torch.float64))
+                continue
+            if not (isinstance(raw, Tensor) and raw.ndim in (1, 2) and raw.shape[0] == hi - lo):
+                # an output the target cannot be fixed from: evaluating the examples alone gives the usual error
+                resolve_target_chunked(model, target, inputs, max(1, hi - lo))
+                resolved = True
+                out.extend(target_scores(model, r, i, output).to(torch.float64) for r, i in [*pending, (raw, index)])
+                pending.clear()
+                continue
+            if lo < b:
+                x_raws.append(raw[: min(hi, b) - lo])
+            pending.append((raw, index))
+            if hi >= b:
+                x_raw = x_raws[0]
+                if type(target) is int and len(x_raws) == 1 and x_raw.ndim == 2 and 0 <= target < x_raw.shape[1]:
+                    # the common case, fixed as ModelFunction.resolve_target would (its checks pass) without its
+                    # small ops; the outputs' finiteness is checked with the scores
+                    model.target = torch.full((b,), target, dtype=torch.long, device=x_raw.device)
+                else:
+                    _fix_target(model, target, x_raws, b)
+                resolved = True
+                out.extend(target_scores(model, r, i, output).to(torch.float64) for r, i in pending)
+                pending.clear()
+                x_raws.clear()
+    return (torch.cat(out) if len(out) > 1 else out[0]), largest
 
 
 def describe(value: Any) -> Any:
