@@ -153,3 +153,94 @@ def test_targets_given_every_way_agree_with_the_predicted_class(cnn):
     index1 = pm.deletion(cnn, x, attr, target=1, n_steps=6, output="logit")
     torch.testing.assert_close(logits.curve, index1.curve, rtol=0, atol=1e-12)
     assert logits.target is None
+
+
+# ----------------------------------------------------------------------------------------------- Blur IG
+def _blur_reference(x, sigmas, p, j, grad_step):
+    """Points and displacements of the Blur IG rows ``(p, j)`` with the general per-axis code
+    (:func:`blur_with_derivative` on the gathered rows)."""
+    from pathattr.paths.blur import blur_with_derivative
+
+    sig = torch.tensor(sigmas, dtype=torch.float64)[j]
+    points, derivative = blur_with_derivative(x[p], sig, grad_step, spatial_dims=(-2, -1))
+    deltas = torch.tensor([sigmas[i + 1] - sigmas[i] for i in j.tolist()], dtype=torch.float64)
+    disp = (derivative * grad_step) * (-(deltas / grad_step)).to(x.dtype).view(-1, *([1] * (x.ndim - 1)))
+    return points, disp
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape", [(3, 12, 12), (1, 9, 14), (2, 3, 6, 7)])
+def test_blur_rows_equal_the_per_axis_reference(dtype, shape):
+    """The fast image path (one product per run of rows of a path along H, batched products along W) gives the
+    per-axis computation's points and displacements, for runs of several rows and for one row per path."""
+    from pathattr.paths.blur import BlurPath, blur_sigmas
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(3, *shape, generator=g, dtype=dtype)
+    sigmas = blur_sigmas(6.0, 9, sqrt=True)
+    path = BlurPath((x,), sigmas, 0.01, spatial_dims=(-2, -1))
+    tol = 2e-6 if dtype == torch.float32 else 1e-14
+    layouts = [
+        (torch.tensor([0] * 9 + [1] * 3), torch.tensor(list(range(9)) + [0, 1, 2])),  # long runs: per-run products
+        (torch.tensor([0, 1, 2, 0, 2]), torch.tensor([8, 3, 0, 4, 4])),  # one row per path: gathered rows
+        (torch.tensor([2, 2, 1]), torch.tensor([5, 5, 7])),  # repeated nodes
+    ]
+    for p, j in layouts:
+        points = path.points(p, j)
+        disp = path.displacements(p, j, points)
+        ref_points, ref_disp = _blur_reference(x, sigmas, p, j, 0.01)
+        assert points[0].is_contiguous() and disp[0].is_contiguous()
+        torch.testing.assert_close(points[0], ref_points, rtol=tol, atol=tol)
+        scale = float(ref_disp.abs().max())  # (the reference divides by h and multiplies back: round-off)
+        torch.testing.assert_close(disp[0], ref_disp, rtol=tol, atol=100 * tol * scale)
+        # displacements without the points' cache (another chunk in between) are the same
+        path.points(p[:1], j[:1])
+        again = path.displacements(p, j, points)
+        assert torch.equal(again[0], disp[0])
+
+
+def test_blur_ig_does_not_depend_on_internal_batch_size_or_the_matrix_cache(cnn, monkeypatch):
+    from pathattr.methods.blur_ig import BlurIntegratedGradients
+    from pathattr.paths import blur as blur_module
+
+    g = torch.Generator().manual_seed(6)
+    x = torch.rand(3, 2, 8, 8, generator=g, dtype=torch.float64)
+    method = BlurIntegratedGradients(cnn)
+    ref = method.attribute(x, target=1, n_steps=12, max_sigma=5.0, internal_batch_size=5)
+    for ibs in (None, 1, 2, 12, 1000):
+        out = method.attribute(x, target=1, n_steps=12, max_sigma=5.0, internal_batch_size=ibs)
+        torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-14)
+    assert torch.equal(method.attribute(x, target=1, n_steps=12, max_sigma=5.0, internal_batch_size=5), ref)
+    cached = sum(t.numel() * t.element_size() for e in blur_module._node_matrix_cache.values() for t in e)
+    assert cached <= blur_module.NODE_MATRIX_CACHE_BYTES
+    monkeypatch.setattr(blur_module, "NODE_MATRIX_CACHE_BYTES", 0)
+    blur_module._node_matrix_cache.clear()
+    off = method.attribute(x, target=1, n_steps=12, max_sigma=5.0, internal_batch_size=5)
+    assert torch.equal(off, ref) and not blur_module._node_matrix_cache
+    # an input that requires grad is read as values
+    torch.testing.assert_close(method.attribute(x.clone().requires_grad_(True), target=1, n_steps=12, max_sigma=5.0,
+                                                internal_batch_size=5), ref, rtol=0, atol=0)
+
+
+def test_blur_ig_images_with_extra_axes_and_other_layouts_agree():
+    """Inputs ``[B, C, D, H, W]`` blurred over (H, W) take the fast path; blurring over (D, H) or a channels-last
+    layout takes the general path; both equal Blur IG of the same blur written per axis."""
+    from pathattr.methods.blur_ig import BlurIntegratedGradients
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(2 * 3 * 6 * 7, 3)).double()
+    g = torch.Generator().manual_seed(7)
+    x = torch.rand(2, 2, 3, 6, 7, generator=g, dtype=torch.float64)
+    last_two = BlurIntegratedGradients(net).attribute(x, target=0, n_steps=8, max_sigma=4.0, spatial_dims=(3, 4))
+    negative = BlurIntegratedGradients(net).attribute(x, target=0, n_steps=8, max_sigma=4.0, spatial_dims=(-2, -1))
+    assert torch.equal(last_two, negative)
+    # the same blur on a channels-last copy ([B, H, W, C*D], blurred over (1, 2)) runs the general per-axis code
+    moved = x.permute(0, 3, 4, 1, 2).reshape(2, 6, 7, 6).contiguous()
+
+    def net_moved(t):
+        return net(t.reshape(2 if t.shape[0] == 2 else t.shape[0], 6, 7, 2, 3).permute(0, 3, 4, 1, 2))
+
+    general = BlurIntegratedGradients(net_moved, model=net).attribute(moved, target=0, n_steps=8, max_sigma=4.0,
+                                                                       spatial_dims=(1, 2))
+    general = general.reshape(2, 6, 7, 2, 3).permute(0, 3, 4, 1, 2)
+    torch.testing.assert_close(last_two, general, rtol=1e-12, atol=1e-14)

@@ -221,15 +221,21 @@ class BlurPath(ParametricPath):
     def _node_matrices(self, length: int, dtype: torch.dtype, steps: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``[n, L, L]`` blur matrices of the nodes ``steps`` (``sigma_i``), at ``sigma_i + h`` and their
         differences (formed in float64), cast to ``dtype``: only the chunk's nodes are built, so memory follows
-        the chunk size, not ``n_steps`` (see :func:`_cached_node_matrices`)."""
-        unique, inverse = torch.unique(steps.cpu(), return_inverse=True)
-        sig = tuple(self.sigma_list[i] for i in unique.tolist())
-        mats = _cached_node_matrices(length, sig, self.grad_step, self.padding, self.truncate, dtype,
-                                     self.sigmas.device)
-        if unique.numel() == steps.numel() and bool((inverse == torch.arange(steps.numel())).all()):
-            return mats
-        inverse = inverse.to(self.sigmas.device)
-        return tuple(m.index_select(0, inverse) for m in mats)  # type: ignore[return-value]
+        the chunk size, not ``n_steps`` (see :func:`_stacked_node_matrices`)."""
+        stacked, later = self._stacked(length, dtype, self._row_sigmas(steps))
+        return stacked[:, :length], later, stacked[:, length:]
+
+    def _row_sigmas(self, steps: Tensor) -> tuple[float, ...]:
+        return tuple(self.sigma_list[i] for i in steps.tolist())
+
+    def _stacked(self, length: int, dtype: torch.dtype, sigmas: tuple[float, ...]) -> tuple[Tensor, Tensor]:
+        return _stacked_node_matrices(length, sigmas, self.grad_step, self.padding, self.truncate, dtype,
+                                      self.sigmas.device)
+
+    def _two_trailing_axes(self, x: Tensor) -> bool:
+        """Whether the blurred axes of ``x`` are exactly its last two (images ``[B, C, H, W]``): the fast path."""
+        dims = spatial_dims_of(x, self.spatial_dims)
+        return len(dims) == 2 and {d % x.ndim for d in dims} == {x.ndim - 2, x.ndim - 1}
 
     def start_points(self, path_index: Tensor) -> tuple[Tensor, ...]:
         last = torch.full((path_index.shape[0],), len(self.sigma_list) - 1)
@@ -241,23 +247,37 @@ class BlurPath(ParametricPath):
             out.append(rows)
         return tuple(out)
 
-    def _geometry(self, path_index: Tensor, step_index: Tensor) -> tuple[list[list[tuple]], list[list[Tensor]]]:
-        mats, prefixes = [], []
+    def _geometry(self, path_index: Tensor, step_index: Tensor) -> list[tuple]:
+        """Per input: ``("2d", points, products)`` (fast path, see :func:`_blur_2d`) or ``("any", points,
+        per-axis matrices, prefixes)``."""
+        sigmas = self._row_sigmas(step_index)
+        paths = path_index.tolist()
+        out: list[tuple] = []
         for x in self.inputs:
+            if self._two_trailing_axes(x):
+                h, w = x.shape[-2:]
+                s_h, later_h = self._stacked(h, x.dtype, sigmas)
+                s_w, later_w = (s_h, later_h) if w == h else self._stacked(w, x.dtype, sigmas)
+                points, y = _blur_2d(x, paths, path_index, s_h, s_w)
+                out.append(("2d", points, y, s_w, later_w))
+                continue
             rows = x[path_index]
             dims = spatial_dims_of(rows, self.spatial_dims)
-            per_dim = [self._node_matrices(rows.shape[dim], rows.dtype, step_index) for dim in dims]
-            out = [rows]
+            per_dim = []
+            for dim in dims:
+                stacked, later = self._stacked(rows.shape[dim], rows.dtype, sigmas)
+                length = rows.shape[dim]
+                per_dim.append((stacked[:, :length], later, stacked[:, length:]))
+            prefixes = [rows]
             for (now_rows, _, _), dim in zip(per_dim, dims):
-                out.append(apply_along(out[-1], now_rows, dim))
-            mats.append(per_dim)
-            prefixes.append(out)
-        return mats, prefixes
+                prefixes.append(apply_along(prefixes[-1], now_rows, dim))
+            out.append(("any", prefixes[-1], per_dim, prefixes))
+        return out
 
     def points(self, path_index: Tensor, step_index: Tensor) -> tuple[Tensor, ...]:
-        mats, prefixes = self._geometry(path_index, step_index)
-        self._cache = (path_index, step_index, mats, prefixes)
-        return tuple(p[-1] for p in prefixes)
+        geometry = self._geometry(path_index, step_index)
+        self._cache = (path_index, step_index, geometry)
+        return tuple(g[1] for g in geometry)
 
     def displacements(
         self, path_index: Tensor, step_index: Tensor, points: tuple[Tensor, ...]
@@ -265,12 +285,16 @@ class BlurPath(ParametricPath):
         cache = self._cache
         self._cache = None
         if cache is not None and torch.equal(cache[0], path_index) and torch.equal(cache[1], step_index):
-            mats, prefixes = cache[2], cache[3]
+            geometry = cache[2]
         else:
-            mats, prefixes = self._geometry(path_index, step_index)
+            geometry = self._geometry(path_index, step_index)
         scale = -(self.deltas[step_index] / self.grad_step)  # PAIR: -(delta_sigma * (difference / h))
         out = []
-        for per_dim, pre, x in zip(mats, prefixes, self.inputs):
+        for g, x in zip(geometry, self.inputs):
+            if g[0] == "2d":
+                out.append(_difference_2d(x, g[2], g[3], g[4], scale))
+                continue
+            per_dim, pre = g[2], g[3]
             dims = spatial_dims_of(pre[0], self.spatial_dims)
             total = None  # blur(x, sigma + h) - blur(x, sigma), telescoping over the axes (see _difference)
             for i, dim in enumerate(dims):
@@ -282,11 +306,119 @@ class BlurPath(ParametricPath):
         return tuple(out)
 
 
-#: node matrices kept between chunks and calls (one entry per axis length, sigma, dtype, ...), at most this many
-#: bytes in all (a fixed bound: it does not grow with ``n_steps``)
+def _blur_2d(x: Tensor, paths: list[int], path_index: Tensor, s_h: Tensor, s_w: Tensor) -> tuple[Tensor, Tensor]:
+    """Points ``M_W M_H x_p`` of the rows (path ``paths[r]``) of an input ``[B, *rest, H, W]`` blurred over its last
+    two axes, and ``y = [M_H; M'_H - M_H] x_p`` (rows ``[R, 2H, C*W]``, ``C = prod(rest)``) for the displacements.
+
+    ``s_h = [M_H; M'_H - M_H]`` per row ``[R, 2H, H]`` (``s_w`` likewise over W). The H axis is applied first, with
+    the channels side by side as the columns of one product (``x_p`` laid out ``[H, C*W]``): one matrix product
+    per run of rows of one path (rows are path-major), which reads that path's input once instead of a copy per
+    row, and gives ``M_H x`` and ``(M'_H - M_H) x`` together. The W axis is then one batched product over rows
+    on the ``[H*C, W]`` view. Three batched products per row in all (five before, each per channel), the same
+    sums of the same products (each entry is one dot product along one axis)."""
+    r = len(paths)
+    h, w = x.shape[-2:]
+    c = x[0].numel() // (h * w)
+    src = x.detach()
+    y = torch.empty((r, 2 * h, c * w), dtype=x.dtype, device=x.device)
+    runs: list[tuple[int, int, int]] = []
+    for i, p in enumerate(paths):
+        if runs and runs[-1][2] == p:
+            runs[-1] = (runs[-1][0], i + 1, p)
+        else:
+            runs.append((i, i + 1, p))
+    if 2 * len(runs) > r:  # mostly one row per path: one batched product on the gathered rows
+        rows = src.index_select(0, path_index).reshape(r, c, h, w).transpose(1, 2).reshape(r, h, c * w)
+        torch.bmm(s_h, rows, out=y)
+    else:
+        for lo, hi, p in runs:
+            image = src[p].reshape(c, h, w).transpose(0, 1).reshape(h, c * w)
+            torch.mm(s_h[lo:hi].reshape((hi - lo) * 2 * h, h), image, out=y[lo:hi].view((hi - lo) * 2 * h, c * w))
+    blurred = torch.bmm(y[:, :h].reshape(r, h * c, w), s_w[:, :w].transpose(1, 2))  # [R, H*C, W]
+    points = blurred.view(r, h, c, w).transpose(1, 2).contiguous().view(r, *x.shape[1:])
+    return points, y
+
+
+def _difference_2d(x: Tensor, y: Tensor, s_w: Tensor, later_w: Tensor, scale: Tensor) -> Tensor:
+    """``scale * (blur(x, sigma + h) - blur(x, sigma))`` per row from :func:`_blur_2d`'s ``y``, by the telescoping
+    sum ``M'_W (M'_H - M_H) x + (M'_W - M_W) M_H x`` (see :func:`_difference`): one product and one fused
+    multiply-add per row."""
+    r, h2, cw = y.shape
+    h, w = h2 // 2, later_w.shape[-1]
+    c = cw // w
+    total = torch.bmm(y[:, h:].reshape(r, h * c, w), later_w.transpose(1, 2))
+    total = torch.baddbmm(total, y[:, :h].reshape(r, h * c, w), s_w[:, w:].transpose(1, 2))
+    out = torch.empty((r, *x.shape[1:]), dtype=x.dtype, device=x.device)
+    torch.mul(total.view(r, h, c, w).transpose(1, 2), scale.to(x.dtype).view(-1, 1, 1, 1), out=out.view(r, c, h, w))
+    return out
+
+
+#: node matrices kept between chunks and calls (per node and axis length, sigma, dtype, ..., and the stacked
+#: matrices of the last chunks' rows), at most this many bytes in all (a fixed bound: it does not grow with
+#: ``n_steps``)
 NODE_MATRIX_CACHE_BYTES = 1 << 25
-_node_matrix_cache: OrderedDict[tuple, tuple[Tensor, Tensor, Tensor]] = OrderedDict()
+_node_matrix_cache: OrderedDict[tuple, tuple[Tensor, ...]] = OrderedDict()
 _node_matrix_cache_bytes = 0
+
+
+def _cache_get(key: tuple) -> tuple[Tensor, ...] | None:
+    hit = _node_matrix_cache.get(key)
+    if hit is not None:
+        _node_matrix_cache.move_to_end(key)
+    return hit
+
+
+def _cache_put(key: tuple, entry: tuple[Tensor, ...]) -> None:
+    global _node_matrix_cache_bytes
+    size = sum(t.numel() * t.element_size() for t in entry)
+    if size > NODE_MATRIX_CACHE_BYTES or key in _node_matrix_cache:
+        return
+    _node_matrix_cache[key] = entry
+    _node_matrix_cache_bytes += size
+    while _node_matrix_cache_bytes > NODE_MATRIX_CACHE_BYTES and _node_matrix_cache:
+        _, old = _node_matrix_cache.popitem(last=False)
+        _node_matrix_cache_bytes -= sum(t.numel() * t.element_size() for t in old)
+
+
+def _stacked_node_matrices(
+    length: int, sigmas: tuple[float, ...], grad_step: float, padding: str, truncate: float, dtype: torch.dtype,
+    device: torch.device,
+) -> tuple[Tensor, Tensor]:
+    """Per row ``k``: ``[M; M' - M]`` ``[n, 2L, L]`` and ``M'`` ``[n, L, L]``, where ``M`` blurs with
+    ``sigmas[k]`` and ``M'`` with ``sigmas[k] + h``, built in float64 (the difference too) and cast to ``dtype``.
+
+    Each node's matrices are built on their own (nodes of equal kernel radius together, which gives the same
+    values), so they do not depend on which other nodes share a chunk; they are kept per node in a small LRU
+    cache bounded by :data:`NODE_MATRIX_CACHE_BYTES`, since building costs an exp and a gather per row and rows
+    of different examples, chunks and calls share nodes. The stacked matrices of a chunk's rows are kept too
+    (repeated calls with the same chunks skip the stacking). Only the requested nodes are built: memory is
+    bounded by the chunk, not by the number of nodes on the path."""
+    tag = (grad_step, padding, truncate, dtype, str(device))
+    rows_key = ("rows", length, sigmas, *tag)
+    hit = _cache_get(rows_key)
+    if hit is not None:
+        return hit  # type: ignore[return-value]
+    entries: dict[float, tuple[Tensor, ...]] = {}
+    missing: dict[tuple[int, int], list[float]] = {}  # kernel radii at sigma and sigma + h -> nodes to build
+    for sigma in dict.fromkeys(sigmas):
+        node = _cache_get((length, float(sigma), *tag))
+        if node is not None:
+            entries[sigma] = node
+        else:
+            radii = (int(truncate * float(sigma) + 0.5), int(truncate * (float(sigma) + grad_step) + 0.5))
+            missing.setdefault(radii, []).append(sigma)
+    for group in missing.values():
+        sig = torch.tensor(group, dtype=torch.float64, device=device)
+        now64 = gaussian_blur_matrices(length, sig, padding, truncate, torch.float64)
+        later64 = gaussian_blur_matrices(length, sig + grad_step, padding, truncate, torch.float64)
+        stacked = torch.cat([now64, later64 - now64], 1).to(dtype)
+        later = later64.to(dtype)
+        for k, sigma in enumerate(group):
+            entries[sigma] = (stacked[k].clone(), later[k].clone())
+            _cache_put((length, float(sigma), *tag), entries[sigma])
+    out = (torch.stack([entries[s][0] for s in sigmas]), torch.stack([entries[s][1] for s in sigmas]))
+    _cache_put(rows_key, out)
+    return out
 
 
 def _cached_node_matrices(
@@ -294,39 +426,9 @@ def _cached_node_matrices(
     device: torch.device,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Blur matrices ``[n, L, L]`` of the nodes ``sigmas``, of ``sigma + h`` and their float64 differences, cast
-    to ``dtype``. Each node's matrices are built on their own (nodes of equal kernel radius together, which gives
-    the same values), so they do not depend on which other nodes share a chunk; they are kept per node in a small
-    LRU cache bounded by :data:`NODE_MATRIX_CACHE_BYTES`, since building costs an exp and a gather per row and
-    rows of different examples, chunks and calls share nodes. Only the requested nodes are built: memory is
-    bounded by the chunk, not by the number of nodes on the path."""
-    global _node_matrix_cache_bytes
-    keys = [(length, float(s), grad_step, padding, truncate, dtype, str(device)) for s in sigmas]
-    entries: dict[int, tuple[Tensor, Tensor, Tensor]] = {}
-    missing: dict[tuple[int, int], list[int]] = {}  # kernel radii at sigma and sigma + h -> positions to build
-    for i, key in enumerate(keys):
-        hit = _node_matrix_cache.get(key)
-        if hit is not None:
-            _node_matrix_cache.move_to_end(key)
-            entries[i] = hit
-        else:
-            radii = (int(truncate * float(sigmas[i]) + 0.5), int(truncate * (float(sigmas[i]) + grad_step) + 0.5))
-            missing.setdefault(radii, []).append(i)
-    for positions in missing.values():
-        sig = torch.tensor([sigmas[i] for i in positions], dtype=torch.float64, device=device)
-        now64 = gaussian_blur_matrices(length, sig, padding, truncate, torch.float64)
-        later64 = gaussian_blur_matrices(length, sig + grad_step, padding, truncate, torch.float64)
-        built = (now64.to(dtype), later64.to(dtype), (later64 - now64).to(dtype))
-        for k, i in enumerate(positions):
-            entry = (built[0][k].clone(), built[1][k].clone(), built[2][k].clone())
-            entries[i] = entry
-            size = sum(t.numel() * t.element_size() for t in entry)
-            if size <= NODE_MATRIX_CACHE_BYTES and keys[i] not in _node_matrix_cache:
-                _node_matrix_cache[keys[i]] = entry
-                _node_matrix_cache_bytes += size
-                while _node_matrix_cache_bytes > NODE_MATRIX_CACHE_BYTES and _node_matrix_cache:
-                    _, old = _node_matrix_cache.popitem(last=False)
-                    _node_matrix_cache_bytes -= sum(t.numel() * t.element_size() for t in old)
-    return tuple(torch.stack([entries[i][k] for i in range(len(keys))]) for k in range(3))  # type: ignore
+    to ``dtype`` (views of :func:`_stacked_node_matrices`)."""
+    stacked, later = _stacked_node_matrices(length, sigmas, grad_step, padding, truncate, dtype, device)
+    return stacked[:, :length], later, stacked[:, length:]
 
 
 __all__ = ["PADDINGS", "BlurPath", "apply_along", "blur_rows", "blur_sigmas", "blur_with_derivative",
