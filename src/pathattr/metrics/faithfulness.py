@@ -174,11 +174,10 @@ def _causal_curve(
     if step is not None:
         step = positive_int(step, "step")
         n = math.ceil(n_units / step)
-        counts = torch.clamp(torch.arange(n + 1) * step, max=n_units)
+        count_list = [min(i * step, n_units) for i in range(n + 1)]
     else:
         n = positive_int(n_steps, "n_steps")
-        counts = torch.div(torch.arange(n + 1) * n_units, n, rounding_mode="floor")
-    counts = counts.to(x.device)
+        count_list = [i * n_units // n for i in range(n + 1)]
     gen = as_generator(generator)
     sub, sub_desc = resolve_substrate(substrate, x, gen)
     start, finish = (x, sub) if mode == "deletion" else (sub, x)
@@ -203,9 +202,13 @@ def _causal_curve(
     if bits is not None:
         start_bits = start.view(bits)
         flip_bits = finish.view(bits) ^ start_bits
-    point_counts = counts[first_point : first_point + n].unsqueeze(1)  # units changed at each perturbed point
-    row_example = torch.arange(b, device=x.device)
-    row_example = torch.cat([row_example, row_example.repeat_interleave(n)])
+    # units changed at each perturbed point
+    point_counts = torch.tensor(count_list[first_point : first_point + n], device=x.device).unsqueeze(1)
+    if b == 1:
+        row_example = torch.zeros(n_rows, dtype=torch.long, device=x.device)
+    else:
+        row_example = torch.arange(b, device=x.device)
+        row_example = torch.cat([row_example, row_example.repeat_interleave(n)])
 
     def make_rows(lo: int, hi: int) -> tuple[tuple[Tensor, ...], Tensor]:
         rows = torch.empty((hi - lo, *x.shape[1:]), dtype=x.dtype, device=x.device)
@@ -228,9 +231,12 @@ def _causal_curve(
 
     with guard(forward_func, module):
         values, largest = scores_with_target(model, target, (x,), n_rows, make_rows, internal_batch_size, output)
-    curve = torch.empty((b, n + 1), dtype=values.dtype, device=values.device)
-    curve[:, x_point] = values[:b]
-    curve[:, first_point : first_point + n] = values[b:].view(b, n)
+    if b == 1 and x_point == 0:
+        curve = values.view(1, n + 1)  # already in curve order
+    else:
+        curve = torch.empty((b, n + 1), dtype=values.dtype, device=values.device)
+        curve[:, x_point] = values[:b]
+        curve[:, first_point : first_point + n] = values[b:].view(b, n)
     auc = (curve.sum(1) - curve[:, 0] / 2 - curve[:, -1] / 2) / n
     target_index = model.target if isinstance(model.target, Tensor) else None
     hyper = {
@@ -253,7 +259,7 @@ def _causal_curve(
         direction="higher" if mode == "insertion" else "lower",
         hyperparameters=hyper,
         curve=curve,
-        fractions=counts.to(torch.float64).cpu() / n_units,
+        fractions=torch.tensor([c / n_units for c in count_list], dtype=torch.float64),
         target=target_index,
         n_units=n_units,
     )
