@@ -442,6 +442,10 @@ def _fix_target(model: ModelFunction, target: Any, raws: list[Any], b: int) -> T
     return values
 
 
+#: raw model outputs (elements) kept before they are scored together by :func:`scores_with_target`
+HELD_OUTPUT_ELEMENTS = 1 << 20
+
+
 def scores_with_target(
     model: ModelFunction,
     target: Any,
@@ -467,9 +471,23 @@ def scores_with_target(
         model.target = target
     key = planner_key(model, inputs, "outputs")
     x_raws: list[Any] = []
-    pending: list[tuple[Any, Tensor]] = []
+    held: list[tuple[Any, Tensor]] = []  # raw outputs waiting to be scored (all at once: fewer small ops)
+    held_numel = 0
     out: list[Tensor] = []
     largest = 0
+
+    def score_held() -> None:
+        nonlocal held_numel
+        if not held:
+            return
+        if len(held) == 1 or callable(model.target):
+            out.extend(target_scores(model, r, i, output).to(torch.float64) for r, i in held)
+        else:  # scores are computed row by row: one call on the concatenated outputs gives the same values
+            raw = torch.cat([r for r, _ in held])
+            out.append(target_scores(model, raw, torch.cat([i for _, i in held]), output).to(torch.float64))
+        held.clear()
+        held_numel = 0
+
     with torch.no_grad():
         for lo, hi in plan_chunks(internal_batch_size, n_rows, row_numel(inputs), key):
             largest = max(largest, hi - lo)
@@ -480,20 +498,18 @@ def scores_with_target(
                 if lo == 0 and model._accepts_unbatched(inputs, any_output=True):
                     raise model._unbatched_error(inputs) from err
                 raise
-            if resolved:
-                out.append(target_scores(model, raw, index, output).to(torch.float64))
-                continue
-            if not (isinstance(raw, Tensor) and raw.ndim in (1, 2) and raw.shape[0] == hi - lo):
-                # an output the target cannot be fixed from: evaluating the examples alone gives the usual error
-                resolve_target_chunked(model, target, inputs, max(1, hi - lo))
-                resolved = True
-                out.extend(target_scores(model, r, i, output).to(torch.float64) for r, i in [*pending, (raw, index)])
-                pending.clear()
-                continue
-            if lo < b:
-                x_raws.append(raw[: min(hi, b) - lo])
-            pending.append((raw, index))
-            if hi >= b:
+            held.append((raw, index))
+            if not resolved:
+                if not (isinstance(raw, Tensor) and raw.ndim in (1, 2) and raw.shape[0] == hi - lo):
+                    # an output the target cannot be fixed from: evaluating the examples alone gives the usual error
+                    resolve_target_chunked(model, target, inputs, max(1, hi - lo))
+                    resolved = True
+                    score_held()
+                    continue
+                if lo < b:
+                    x_raws.append(raw[: min(hi, b) - lo])
+                if hi < b:
+                    continue
                 x_raw = x_raws[0]
                 if type(target) is int and len(x_raws) == 1 and x_raw.ndim == 2 and 0 <= target < x_raw.shape[1]:
                     # the common case, fixed as ModelFunction.resolve_target would (its checks pass) without its
@@ -502,9 +518,11 @@ def scores_with_target(
                 else:
                     _fix_target(model, target, x_raws, b)
                 resolved = True
-                out.extend(target_scores(model, r, i, output).to(torch.float64) for r, i in pending)
-                pending.clear()
                 x_raws.clear()
+            held_numel += raw.numel() if isinstance(raw, Tensor) else HELD_OUTPUT_ELEMENTS
+            if held_numel >= HELD_OUTPUT_ELEMENTS or callable(model.target):
+                score_held()
+    score_held()
     return (torch.cat(out) if len(out) > 1 else out[0]), largest
 
 

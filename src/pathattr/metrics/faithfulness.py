@@ -183,8 +183,8 @@ def _causal_curve(
     start, finish = (x, sub) if mode == "deletion" else (sub, x)
 
     order = sort_descending(saliency)
-    rank = torch.empty_like(order)
-    rank.scatter_(1, order, torch.arange(n_units, device=x.device).expand(b, n_units))
+    rank = torch.empty((b, n_units), dtype=torch.int32, device=x.device)  # unit j is changed at count c: rank < c
+    rank.scatter_(1, order, torch.arange(n_units, dtype=torch.int32, device=x.device).expand(b, n_units))
 
     internal_batch_size = positive_int(internal_batch_size, "internal_batch_size", allow_none=True)
     model = ModelFunction(forward_func, b, additional_forward_args)
@@ -203,7 +203,8 @@ def _causal_curve(
         start_bits = start.view(bits)
         flip_bits = finish.view(bits) ^ start_bits
     # units changed at each perturbed point
-    point_counts = torch.tensor(count_list[first_point : first_point + n], device=x.device).unsqueeze(1)
+    point_counts = torch.tensor(count_list[first_point : first_point + n], dtype=torch.int32,
+                                device=x.device).unsqueeze(1)
     if b == 1:
         row_example = torch.zeros(n_rows, dtype=torch.long, device=x.device)
     else:
@@ -220,11 +221,13 @@ def _causal_curve(
             e, q = divmod(first - b, n)
             last = min(hi, first + n - q)
             part = slice(first - lo, last - lo)
-            mask = expand(rank[e : e + 1] < point_counts[q : q + last - first])
-            if bits is not None:  # mask True -> all bits set
-                torch.bitwise_and(flip_bits[e : e + 1], mask.to(bits).neg_(), out=rows.view(bits)[part])
+            if bits is not None:  # changed units: rank - count < 0, all bits set after the arithmetic shift
+                mask = torch.sub(rank[e : e + 1], point_counts[q : q + last - first]).bitwise_right_shift_(31)
+                mask = expand(mask if bits == torch.int32 else mask.to(bits))
+                torch.bitwise_and(flip_bits[e : e + 1], mask, out=rows.view(bits)[part])
                 rows.view(bits)[part].bitwise_xor_(start_bits[e : e + 1])
             else:
+                mask = expand(rank[e : e + 1] < point_counts[q : q + last - first])
                 torch.where(mask, finish[e : e + 1], start[e : e + 1], out=rows[part])
             first = last
         return (rows,), row_example[lo:hi]
