@@ -240,7 +240,8 @@ def _causal_curve(
         curve = torch.empty((b, n + 1), dtype=values.dtype, device=values.device)
         curve[:, x_point] = values[:b]
         curve[:, first_point : first_point + n] = values[b:].view(b, n)
-    auc = (curve.sum(1) - curve[:, 0] / 2 - curve[:, -1] / 2) / n
+    # (sum - curve[0] / 2 - curve[n] / 2) / n; halving is exact, so the alpha form gives the same bits in fewer ops
+    auc = torch.sub(curve.sum(1), curve[:, 0], alpha=0.5).sub_(curve[:, -1], alpha=0.5).div_(n)
     target_index = model.target if isinstance(model.target, Tensor) else None
     hyper = {
         "mode": mode,
