@@ -133,8 +133,14 @@ def blur_with_derivative(
     """
     dims = spatial_dims_of(x, spatial_dims)
     now = _matrices(x, dims, sigmas, padding, truncate)
-    prefixes = _prefixes(x, now, dims)
     later = _matrices(x, dims, sigmas + grad_step, padding, truncate)
+    if len(dims) == 2 and {d % x.ndim for d in dims} == {x.ndim - 2, x.ndim - 1}:  # images: Blur IG's fast path
+        hi, wi = (0, 1) if dims[0] % x.ndim == x.ndim - 2 else (1, 0)  # matrices of the H and W axes
+        s_h, s_w = (torch.cat([now[i], later[i] - now[i]], 1).to(x.dtype) for i in (hi, wi))
+        n = x.shape[0]
+        points, y = _blur_2d(x, list(range(n)), torch.arange(n, device=x.device), s_h, s_w)
+        return points, _difference_2d(x, y, s_w, later[wi].to(x.dtype), divisor=grad_step)
+    prefixes = _prefixes(x, now, dims)
     return prefixes[-1], _difference(prefixes, now, later, dims) / grad_step
 
 
@@ -339,17 +345,22 @@ def _blur_2d(x: Tensor, paths: list[int], path_index: Tensor, s_h: Tensor, s_w: 
     return points, y
 
 
-def _difference_2d(x: Tensor, y: Tensor, s_w: Tensor, later_w: Tensor, scale: Tensor) -> Tensor:
-    """``scale * (blur(x, sigma + h) - blur(x, sigma))`` per row from :func:`_blur_2d`'s ``y``, by the telescoping
-    sum ``M'_W (M'_H - M_H) x + (M'_W - M_W) M_H x`` (see :func:`_difference`): one product and one fused
-    multiply-add per row."""
+def _difference_2d(x: Tensor, y: Tensor, s_w: Tensor, later_w: Tensor, scale: Tensor | None = None,
+                   divisor: float | None = None) -> Tensor:
+    """``blur(x, sigma + h) - blur(x, sigma)`` per row from :func:`_blur_2d`'s ``y``, by the telescoping sum
+    ``M'_W (M'_H - M_H) x + (M'_W - M_W) M_H x`` (see :func:`_difference`): one product and one fused multiply-add
+    per row; multiplied by ``scale`` ``[R]`` or divided by ``divisor``, as a contiguous ``[R, *x.shape[1:]]``."""
     r, h2, cw = y.shape
     h, w = h2 // 2, later_w.shape[-1]
     c = cw // w
     total = torch.bmm(y[:, h:].reshape(r, h * c, w), later_w.transpose(1, 2))
     total = torch.baddbmm(total, y[:, :h].reshape(r, h * c, w), s_w[:, w:].transpose(1, 2))
+    total = total.view(r, h, c, w).transpose(1, 2)
     out = torch.empty((r, *x.shape[1:]), dtype=x.dtype, device=x.device)
-    torch.mul(total.view(r, h, c, w).transpose(1, 2), scale.to(x.dtype).view(-1, 1, 1, 1), out=out.view(r, c, h, w))
+    if scale is not None:
+        torch.mul(total, scale.to(x.dtype).view(-1, 1, 1, 1), out=out.view(r, c, h, w))
+    else:
+        torch.div(total, divisor, out=out.view(r, c, h, w))
     return out
 
 
