@@ -128,6 +128,18 @@ def row_ig2(name: str, b: int, r: int, steps: int) -> dict[str, Callable[[], Any
     return fns
 
 
+def row_metric(name: str, n: int, steps: int, kind: str) -> dict[str, Callable[[], Any]]:
+    """``deletion`` / ``insertion`` (zeros substrate, pixel granularity) against the forward-only floor of the
+    same ``n * (steps + 1)`` rows; Quantus, the peer of the suite, is not part of this comparison."""
+    m, shape, fl = model(name)
+    x = make_inputs(name, shape, n)
+    attr = torch.rand(n, 1, *shape[1:], generator=torch.Generator().manual_seed(5))
+    fns = {w: (lambda w=w: getattr(lib(w, "metrics"), kind)(m, x, attr, target=0, n_steps=steps,
+                                                               substrate="zeros")) for w in LIBS}
+    fns["floor"] = floor_fn(m, shape, n * (steps + 1), fl.best_batch, backward=False)
+    return fns
+
+
 ROWS: dict[str, Callable[[], dict[str, Callable[[], Any]]]] = {
     "ig_mlp_1": lambda: row_ig("mlp", 1, 50),
     "ig_mlp_1_trap": lambda: row_ig("mlp", 1, 50, "riemann_trapezoid"),
@@ -145,6 +157,12 @@ ROWS: dict[str, Callable[[], dict[str, Callable[[], Any]]]] = {
     "blur_eff_1": lambda: row_blur("efficientnet", 1, 16),
     "ig2_cnn": lambda: row_ig2("cnn", 4, 4, 32),
     "ig2_eff": lambda: row_ig2("efficientnet", 1, 2, 8),
+    "del_cnn_1": lambda: row_metric("cnn", 1, 32, "deletion"),
+    "ins_cnn_1": lambda: row_metric("cnn", 1, 32, "insertion"),
+    "del_cnn_16": lambda: row_metric("cnn", 16, 32, "deletion"),
+    "del_eff_1": lambda: row_metric("efficientnet", 1, 16, "deletion"),
+    "del_eff_2": lambda: row_metric("efficientnet", 2, 16, "deletion"),
+    "ins_eff_1": lambda: row_metric("efficientnet", 1, 16, "insertion"),
 }
 
 
