@@ -277,6 +277,33 @@ def test_concurrent_runs_split_the_work_and_do_not_overstate(tmp_path):
     assert len(keys) == len(set(keys)) == n * len(methods) * 3  # insertion, cost_seconds, cost_passes
 
 
+OPEN_AT = """
+import sys, time
+from pathattr_bench.store import Store
+start = float(sys.argv[1])
+for i, path in enumerate(sys.argv[2:]):
+    time.sleep(max(0.0, start + 0.25 * i - time.time()))
+    with Store(path) as s:
+        s.finish_run(s.start_run("open", ["synthetic"]), "finished", 0, 0, 0, 0.0)
+"""
+
+
+def test_processes_creating_one_store_at_the_same_moment_all_succeed(tmp_path):
+    """Runs started together on a new store: SQLite answers "database is locked" at once (no busy timeout) to a
+    journal-mode switch while another process holds the file, and two schema migrations raced to "duplicate
+    column name". Three processes open each of 12 new stores at an agreed moment (before the fix most failed)."""
+    paths = [str(tmp_path / f"s{i}.sqlite") for i in range(12)]
+    start = time.time() + 4.0  # after every interpreter has imported the store
+    procs = [subprocess.Popen([sys.executable, "-c", OPEN_AT, str(start), *paths], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for _ in range(3)]
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], outs
+    for path in paths:
+        with Store(path) as s:
+            assert s.query("SELECT status FROM runs") == [("finished",)] * 3
+            assert s.query("PRAGMA journal_mode") == [("wal",)]
+
+
 # ------------------------------------------------------------------------------------------------ failures
 def test_failing_unit_is_recorded_and_retried(small_store, tmp_path, monkeypatch):
     db = tmp_path / "f.sqlite"

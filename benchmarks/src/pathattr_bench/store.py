@@ -187,6 +187,19 @@ def versions() -> dict[str, str]:
             "pathattr": getattr(pathattr, "__version__", "?")}
 
 
+def _statements(script: str) -> list[str]:
+    """The SQL statements of ``script``, one per item (``executescript`` would commit an open transaction)."""
+    out, buf = [], ""
+    for line in script.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            out.append(buf.strip())
+            buf = ""
+    if buf.strip():
+        out.append(buf.strip())
+    return out
+
+
 class Store:
     """A results database at ``path`` (created with its schema if missing). Use as a context manager or call
     :meth:`close`.
@@ -300,9 +313,14 @@ class Store:
 
     def _prepare(self) -> None:
         try:
-            self.conn.execute("PRAGMA journal_mode=WAL")
+            self._use_wal()
             self.conn.execute("PRAGMA synchronous=NORMAL")
-            self.conn.executescript(SCHEMA)
+            # schema and migrations in one write transaction: two processes opening a new or old store at the
+            # same moment must not both add a column ("duplicate column name")
+            self.conn.commit()
+            self.conn.execute("BEGIN IMMEDIATE")
+            for statement in _statements(SCHEMA):
+                self.conn.execute(statement)
             columns = {r[1] for r in self.conn.execute("PRAGMA table_info(family_runs)")}
             if "cpu_seconds" not in columns:  # stores written before the column existed
                 self.conn.execute("ALTER TABLE family_runs ADD COLUMN cpu_seconds REAL")
@@ -312,10 +330,28 @@ class Store:
                     self.conn.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
             self.conn.commit()
         except sqlite3.OperationalError as err:
+            self.conn.rollback()
             if "readonly" in str(err) or "read-only" in str(err):
                 raise self._error(f"is read-only ({err}); `run` needs a writable store") from err
             raise
         self.mark_interrupted()
+
+    def _use_wal(self, wait: float = 60.0) -> None:
+        """Switch the store to write-ahead logging. SQLite answers "database is locked" at once, without its
+        busy timeout, when another process holds the file while the mode changes (two runs starting on one
+        new store), so retry with backoff for up to ``wait`` seconds."""
+        deadline = time.monotonic() + wait
+        pause = 0.005
+        while True:
+            try:
+                if self.conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                    self.conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as err:
+                if "locked" not in str(err) and "busy" not in str(err) or time.monotonic() > deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(2 * pause, 0.25)
 
     def __enter__(self) -> Store:
         return self
