@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from .bounds import minimal_guided_ig_numpy, minimal_ig, quadrature
 from .common import LAST_CPU, interleaved_medians, make_inputs, make_model, representation_of
 from .suite import floor_fn, measure_floor
 
@@ -67,6 +68,8 @@ def row_ig(name: str, n: int, steps: int, rule: str = "gausslegendre") -> dict[s
         if 2 * n <= c < n * steps:
             fns[f"peer@{c}"] = lambda c=c: CaptumIG(m).attribute(x, target=0, n_steps=steps, method=rule,
                                                                    internal_batch_size=c)
+    alphas, weights = quadrature(rule, steps)
+    fns["bound"] = lambda: minimal_ig(m, x, 0, alphas, weights, fl.best_batch)
     fns["floor"] = floor_fn(m, shape, n * steps, fl.best_batch)
     return fns
 
@@ -80,6 +83,7 @@ def row_guided(name: str, n: int, steps: int) -> dict[str, Callable[[], Any]]:
                       dict(target=0, n_steps=steps)) for w in LIBS}
     if n == 1:
         fns["peer"] = lambda: pair_guided_ig(m, x, 0, steps)
+        fns["bound"] = lambda: minimal_guided_ig_numpy(m, x, 0, steps)
     fns["floor"] = floor_fn(m, shape, n * steps, fl.best_batch)
     fns["floor_n"] = floor_fn(m, shape, n * steps, n)
     return fns
@@ -195,7 +199,12 @@ def main(argv: list[str] | None = None) -> None:
             if best is not None:
                 s += (f" /peer {med[w] / med['peer']:.2f} /peer-best({best}) {med[w] / med[best]:.2f}"
                       f" (cpu {cpu[w] / cpu[best]:.2f})")
+            if "bound" in med:
+                s += f" /bound {med[w] / med['bound']:.2f} (cpu {cpu[w] / cpu['bound']:.2f})"
             line.append(s)
+        if "bound" in med:
+            ref = "floor_n" if "floor_n" in med else "floor"
+            line.append(f"bound/{ref} {med['bound'] / med[ref]:.2f} (cpu {cpu['bound'] / cpu[ref]:.2f})")
         if best is not None:
             line.append(f"peer-best/floor {med[best] / med['floor']:.2f}")
         print(" | ".join(line), flush=True)

@@ -16,6 +16,11 @@ What is compared, on an MLP (64 features), a small CNN (3x32x32) and EfficientNe
 * every method vs the **floor**: plain batched forward+backward calls (forward only for the metrics) of the same
   number of rows at the model's fastest batch size, measured in the same run; Guided IG and IG2 are sequential
   (one call per step), so ``floor@N`` (the same rows in calls of ``N`` rows) is shown too;
+* IG and Guided IG (one example) vs their **bound**: a bare plain-torch implementation of the same result
+  (:mod:`pathattr_bench.speed.bounds`: IG with its two end outputs for the completeness gap, in calls of the
+  floor's batch size; PAIR's Guided IG algorithm with its selection in NumPy): ``bound/floor`` is how far above
+  the floor a bare implementation of the same result is, ``ours/bound`` what pathattr's validation, planning
+  and result object add;
 * scaling: seconds as the batch size ``N`` and ``n_steps`` grow (1..64), and the peak memory of IG against
   ``internal_batch_size`` (peak resident-set increase of a fresh subprocess, ``ru_maxrss``).
 
@@ -43,6 +48,7 @@ from torch import nn
 
 import pathattr
 
+from .bounds import minimal_guided_ig_numpy, minimal_ig, quadrature
 from .common import (
     LAST_CPU,
     forward_backward,
@@ -120,6 +126,7 @@ class Row:
     note: str = ""
     cpu_ratio: float | None = None  #: ours / floor in process CPU time
     cpu_ratio_n: float | None = None  #: ours / floor@N in process CPU time
+    bound: float | None = None  #: the bare plain-torch implementation of the same result (:mod:`.bounds`)
 
     def ratio(self, what: str) -> float | None:
         other = {"peer": self.peer, "peer_best": self.peer_best, "floor": self.floor, "floor_n": self.floor_n}[what]
@@ -139,7 +146,9 @@ class Row:
             "-" if self.cpu_ratio is None else f"{self.cpu_ratio:.2f}", r(self.ours, self.floor_n),
             "-" if self.cpu_ratio_n is None else f"{self.cpu_ratio_n:.2f}",
             self.peer_name or "-", f(None if self.peer is None else self.peer / n), r(self.ours, self.peer),
-            r(self.ours, self.peer_best), r(self.peer_best, self.floor), self.note,
+            r(self.ours, self.peer_best), r(self.peer_best, self.floor),
+            r(self.bound, self.floor_n if self.floor_n is not None else self.floor), r(self.ours, self.bound),
+            self.note,
         ]
 
     def as_dict(self) -> dict[str, Any]:
@@ -149,7 +158,7 @@ class Row:
 HEADER = [
     "model", "method", "N", "steps", "ours s/expl", "floor s/expl", "ours/floor", "CPU ours/floor", "ours/floor@N",
     "CPU ours/floor@N", "peer",
-    "peer s/expl", "ours/peer", "ours/peer-best", "peer-best/floor", "note",
+    "peer s/expl", "ours/peer", "ours/peer-best", "peer-best/floor", "bound/floor(@N)", "ours/bound", "note",
 ]
 
 
@@ -193,6 +202,7 @@ def _row(ctx: Context, method: str, n: int, steps: int, med: dict[str, float], p
         min(peers) if peers else None, med.get("floor"), med.get("floor_n", med.get("floor")), note,
         cpu_ours / cpu_floor if cpu_ours is not None and cpu_floor else None,
         cpu_ours / cpu_floor_n if cpu_ours is not None and cpu_floor_n else None,
+        med.get("bound"),
     ))
 
 
@@ -220,6 +230,8 @@ def ig_cases(ctx: Context) -> list[Row]:
             for c in ibs:
                 fns[f"captum@{c}"] = lambda x=x, r=rule, c=c: CaptumIG(model).attribute(
                     x, target=0, n_steps=steps, method=r, internal_batch_size=c)
+            alphas, weights = quadrature(rule, steps)
+            fns["bound"] = lambda x=x, a=alphas, w=weights: minimal_ig(model, x, 0, a, w, ctx.floor.best_batch)
             fns.update(ctx.floors(n * steps))
             med = interleaved_medians(fns, ctx.repeats)
             best = min((k for k in med if k.startswith("captum")), key=med.get)
@@ -246,6 +258,7 @@ def guided_cases(ctx: Context) -> list[Row]:
             "ours": lambda x=x: GuidedIntegratedGradients(model).attribute(x, target=0, n_steps=steps)}
         if n == 1:
             fns["pair"] = lambda x=x: pair_guided_ig(model, x, 0, steps)
+            fns["bound"] = lambda x=x: minimal_guided_ig_numpy(model, x, 0, steps)
         fns.update(ctx.floors(n * steps, n))
         med = interleaved_medians(fns, ctx.repeats)
         rows.append(_row(ctx, "Guided IG", n, steps, med, "PAIR GuidedIG", ("pair",),
