@@ -247,10 +247,24 @@ def test_report_tables_and_figures(reference_table, tmp_path):
     assert len(timing) == 1 and float(timing[0].split("|")[6]) > 0  # CPU seconds recorded
     assert "## synthetic — mlp-64x64 (quick)" in text and "hardware:" in text
     assert "| IG2 | 6 |" in text and "±" in text and "gt_auroc ↑" in text and "deletion ↓" in text
+    assert "6 explicands with results" in text and "--profile P" in text
     figs = sorted(p.name for p in (tmp_path / "res" / "figures").iterdir())
     assert any("example0" in f for f in figs) and any("insertion" in f for f in figs)
     for f in figs:
         assert Path(tmp_path / "res" / "figures" / f).stat().st_size > 1000
+
+
+def test_report_counts_the_stores_explicands_not_the_last_pieces(reference_table, tmp_path):
+    """A later ``--limit 2`` piece (one method, one metric) records 2 explicands for the family; the report's
+    heading still counts the 6 explicands the store has results for."""
+    _, _, db = reference_table
+    piece = tmp_path / "piece.sqlite"
+    piece.write_bytes(Path(db).read_bytes())
+    run(["synthetic"], db=str(piece), **{**KW, "limit": 2, "methods": ["saliency"], "metrics": ["insertion"]})
+    with Store(piece, readonly=True) as s:
+        assert s.query("SELECT n_explicands FROM models WHERE family = 'synthetic'") == [(2,)]
+    text = write_report(str(piece), str(tmp_path / "res"), figures=False).read_text()
+    assert "6 explicands with results" in text and "2 explicands" not in text
 
 
 # ------------------------------------------------------------------------------------------------ quick runs
