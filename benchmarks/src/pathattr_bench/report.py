@@ -272,11 +272,11 @@ def _stats_section(store: Store, fam: str, model: str, profile: str,
 def _family_section(store: Store, fam: str, model: str, profile: str, series: list[tuple[str, str]], out: Path,
                     figures: bool) -> list[str]:
     labels = _labels()
-    m = store.query("SELECT accuracy, min_accuracy, n_explicands, load_seconds, info, seed FROM models WHERE "
+    m = store.query("SELECT accuracy, min_accuracy, load_seconds, info, seed FROM models WHERE "
                     "family = ? AND model = ? AND profile = ? ORDER BY recorded DESC", (fam, model, profile))
     lines = [f"## {fam} — {model} ({profile})", ""]
     if m:
-        acc, bar, _n_ex, load_s, info, seed = m[0]
+        acc, bar, load_s, info, seed = m[0]
         info = json.loads(info or "{}")
         # the models table keeps the explicand count of the family's last run (a `--limit` piece); the store's
         # results say how many explicands the report covers

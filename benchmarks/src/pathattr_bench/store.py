@@ -187,19 +187,6 @@ def versions() -> dict[str, str]:
             "pathattr": getattr(pathattr, "__version__", "?")}
 
 
-def _statements(script: str) -> list[str]:
-    """The SQL statements of ``script``, one per item (``executescript`` would commit an open transaction)."""
-    out, buf = [], ""
-    for line in script.splitlines(keepends=True):
-        buf += line
-        if sqlite3.complete_statement(buf):
-            out.append(buf.strip())
-            buf = ""
-    if buf.strip():
-        out.append(buf.strip())
-    return out
-
-
 class Store:
     """A results database at ``path`` (created with its schema if missing). Use as a context manager or call
     :meth:`close`.
@@ -315,12 +302,10 @@ class Store:
         try:
             self._use_wal()
             self.conn.execute("PRAGMA synchronous=NORMAL")
-            # schema and migrations in one write transaction: two processes opening a new or old store at the
-            # same moment must not both add a column ("duplicate column name")
-            self.conn.commit()
-            self.conn.execute("BEGIN IMMEDIATE")
-            for statement in _statements(SCHEMA):
-                self.conn.execute(statement)
+            # schema and migrations in one write transaction, left open by the script and committed below: two
+            # processes opening a new or old store at the same moment must not both add a column ("duplicate
+            # column name")
+            self.conn.executescript("BEGIN IMMEDIATE;\n" + SCHEMA)
             columns = {r[1] for r in self.conn.execute("PRAGMA table_info(family_runs)")}
             if "cpu_seconds" not in columns:  # stores written before the column existed
                 self.conn.execute("ALTER TABLE family_runs ADD COLUMN cpu_seconds REAL")

@@ -26,7 +26,9 @@ from typing import Any
 
 import torch
 
-from .bounds import minimal_guided_ig_numpy, minimal_ig, quadrature
+from pathattr.integrators import quadrature
+
+from .bounds import minimal_guided_ig, minimal_ig
 from .common import LAST_CPU, interleaved_medians, make_inputs, make_model, representation_of
 from .suite import floor_fn, measure_floor
 
@@ -68,7 +70,7 @@ def row_ig(name: str, n: int, steps: int, rule: str = "gausslegendre") -> dict[s
         if 2 * n <= c < n * steps:
             fns[f"peer@{c}"] = lambda c=c: CaptumIG(m).attribute(x, target=0, n_steps=steps, method=rule,
                                                                    internal_batch_size=c)
-    alphas, weights = quadrature(rule, steps)
+    alphas, weights = quadrature(rule, steps, torch.float32)
     fns["bound"] = lambda: minimal_ig(m, x, 0, alphas, weights, fl.best_batch)
     fns["floor"] = floor_fn(m, shape, n * steps, fl.best_batch)
     return fns
@@ -83,7 +85,7 @@ def row_guided(name: str, n: int, steps: int) -> dict[str, Callable[[], Any]]:
                       dict(target=0, n_steps=steps)) for w in LIBS}
     if n == 1:
         fns["peer"] = lambda: pair_guided_ig(m, x, 0, steps)
-        fns["bound"] = lambda: minimal_guided_ig_numpy(m, x, 0, steps)
+        fns["bound"] = lambda: minimal_guided_ig(m, x, 0, steps)
     fns["floor"] = floor_fn(m, shape, n * steps, fl.best_batch)
     fns["floor_n"] = floor_fn(m, shape, n * steps, n)
     return fns

@@ -4,7 +4,9 @@ validation, no target resolution, no planning and no result object, timed beside
 The floor (one batched forward + backward of the path's rows) leaves out work a method cannot skip: IG must also
 evaluate ``f(x)`` and ``f(x')`` to report its completeness gap and weight the gradients; Guided IG must choose,
 at every step, the features with the smallest gradients. The Guided IG bound runs PAIR's algorithm with its
-per-step selection in NumPy (:func:`minimal_guided_ig_numpy`, faster than torch on small inputs).
+per-step selection in NumPy (:func:`minimal_guided_ig`): the same operations in torch took 1.6x as long on
+the MLP and 1.2x on the small CNN (one thread, 200 steps). Quadrature nodes and weights come from
+:func:`pathattr.integrators.quadrature` (Captum's definitions), computed once, outside the timing.
 ``bound / floor`` is how far above the floor a bare implementation of the same result is (a lower bound for any
 implementation in eager PyTorch that does the same work); ``ours / bound`` is pathattr's own overhead.
 """
@@ -16,21 +18,6 @@ import math
 import numpy as np
 import torch
 from torch import nn
-
-
-def quadrature(rule: str, n_steps: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Nodes on [0, 1] and weights of Captum's ``gausslegendre`` or ``riemann_trapezoid`` rule (computed once,
-    outside the timing; Captum's trapezoid weights are ``1/m`` with halved ends)."""
-    if rule == "gausslegendre":
-        nodes, weights = np.polynomial.legendre.leggauss(n_steps)
-        nodes, weights = (nodes + 1) / 2, weights / 2
-    elif rule == "riemann_trapezoid":
-        nodes = np.linspace(0.0, 1.0, n_steps)
-        weights = np.full(n_steps, 1.0 / n_steps)
-        weights[[0, -1]] /= 2
-    else:
-        raise ValueError(f"no bound for rule {rule!r}")
-    return torch.tensor(nodes, dtype=torch.float32), torch.tensor(weights, dtype=torch.float32)
 
 
 def minimal_ig(model: nn.Module, x: torch.Tensor, target: int, alphas: torch.Tensor, weights: torch.Tensor,
@@ -53,54 +40,11 @@ def minimal_ig(model: nn.Module, x: torch.Tensor, target: int, alphas: torch.Ten
 
 
 def minimal_guided_ig(model: nn.Module, x: torch.Tensor, target: int, n_steps: int, fraction: float = 0.25,
-                      max_dist: float = 0.02, eps: float = 1e-9) -> torch.Tensor:
-    """Guided IG (Kapishnikov et al., CVPR 2021) from a zero baseline, one example ``x`` of shape ``[1, *S]``,
-    as PAIR's ``guided_ig_impl`` computes it, in torch on flat tensors."""
-    xin = x[0].flatten()
-    base = torch.zeros_like(xin)
-    diff = xin - base
-    cur = base.clone()
-    attr = torch.zeros_like(xin)
-    l1_total = float(diff.abs().sum())
-    if l1_total == 0:
-        return attr.view_as(x)
-    nonzero = diff != 0
-    safe = torch.where(nonzero, diff, torch.ones_like(diff))
-    k = int(math.floor(fraction * (xin.numel() - 1))) + 1  # np.quantile(..., "lower") as a k-th smallest
-    for step in range(n_steps):
-        point = cur.view_as(x).clone().requires_grad_(True)
-        (grad_actual,) = torch.autograd.grad(model(point)[:, target].sum(), point)
-        grad_actual = grad_actual.flatten()
-        grad = grad_actual.clone()
-        alpha = (step + 1.0) / n_steps
-        a_min, a_max = max(alpha - max_dist, 0.0), min(alpha + max_dist, 1.0)
-        x_min, x_max = base + diff * a_min, base + diff * a_max
-        l1_target = l1_total * (1 - alpha)
-        gamma = math.inf
-        while gamma > 1.0:
-            old = cur.clone()
-            x_alpha = torch.where(nonzero, (cur - base) / safe, torch.full_like(cur, a_max))
-            cur = torch.where(x_alpha < a_min, x_min, cur)
-            l1_current = float((cur - xin).abs().sum())
-            if math.isclose(l1_target, l1_current, rel_tol=eps, abs_tol=eps):
-                attr += (cur - old) * grad_actual
-                break
-            grad[cur == x_max] = math.inf
-            absg = grad.abs()
-            threshold = absg.kthvalue(k).values
-            s = (absg <= threshold) & (grad != math.inf)
-            l1_s = float(((cur - x_max).abs() * s).sum())
-            gamma = (l1_current - l1_target) / l1_s if l1_s > 0 else math.inf
-            cur = torch.where(s, x_max if gamma > 1.0 else cur + gamma * (x_max - cur), cur)
-            attr += (cur - old) * grad_actual
-    return attr.view_as(x)
-
-
-def minimal_guided_ig_numpy(model: nn.Module, x: torch.Tensor, target: int, n_steps: int, fraction: float = 0.25,
                             max_dist: float = 0.02, eps: float = 1e-9) -> np.ndarray:
-    """:func:`minimal_guided_ig` with the per-step selection in NumPy, cheaper per operation on small inputs: the
-    benchmarks' Guided IG bound. Equal to the torch version to 1e-15 in float64; in float32 the two sum in
-    different orders, and over a few hundred steps the round-off moves which features tie at the threshold."""
+    """Guided IG (Kapishnikov et al., CVPR 2021) from a zero baseline, one example ``x`` of shape ``[1, *S]``, as
+    PAIR's ``guided_ig_impl`` computes it: the model in torch, the per-step selection in NumPy on flat arrays.
+    In float32, sums in another order than pathattr's move, over a few hundred steps, which features tie at the
+    threshold; in float64 the two agree (``benchmarks/tests/test_speed_bounds.py``)."""
     xin = x[0].flatten().numpy()
     diff = xin.copy()  # zero baseline
     cur = np.zeros_like(xin)

@@ -47,8 +47,9 @@ import torch
 from torch import nn
 
 import pathattr
+from pathattr.integrators import quadrature
 
-from .bounds import minimal_guided_ig_numpy, minimal_ig, quadrature
+from .bounds import minimal_guided_ig, minimal_ig
 from .common import (
     LAST_CPU,
     forward_backward,
@@ -230,7 +231,7 @@ def ig_cases(ctx: Context) -> list[Row]:
             for c in ibs:
                 fns[f"captum@{c}"] = lambda x=x, r=rule, c=c: CaptumIG(model).attribute(
                     x, target=0, n_steps=steps, method=r, internal_batch_size=c)
-            alphas, weights = quadrature(rule, steps)
+            alphas, weights = quadrature(rule, steps, torch.float32)
             fns["bound"] = lambda x=x, a=alphas, w=weights: minimal_ig(model, x, 0, a, w, ctx.floor.best_batch)
             fns.update(ctx.floors(n * steps))
             med = interleaved_medians(fns, ctx.repeats)
@@ -258,7 +259,7 @@ def guided_cases(ctx: Context) -> list[Row]:
             "ours": lambda x=x: GuidedIntegratedGradients(model).attribute(x, target=0, n_steps=steps)}
         if n == 1:
             fns["pair"] = lambda x=x: pair_guided_ig(model, x, 0, steps)
-            fns["bound"] = lambda x=x: minimal_guided_ig_numpy(model, x, 0, steps)
+            fns["bound"] = lambda x=x: minimal_guided_ig(model, x, 0, steps)
         fns.update(ctx.floors(n * steps, n))
         med = interleaved_medians(fns, ctx.repeats)
         rows.append(_row(ctx, "Guided IG", n, steps, med, "PAIR GuidedIG", ("pair",),
