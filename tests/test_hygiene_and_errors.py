@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -17,6 +19,7 @@ from pathattr import (
     Saliency,
     TargetError,
 )
+from pathattr.forward import ModelFunction
 
 
 class Flaky(nn.Module):
@@ -134,6 +137,23 @@ def test_nan_gradient_raises():
     with pytest.raises(NonFiniteError, match="gradient"):
         IntegratedGradients(sqrt_model).attribute(torch.ones(1, 3, dtype=torch.float64), n_steps=4,
                                                   method="riemann_left")
+
+
+def test_nan_output_on_the_path_names_the_outputs_and_overflowing_sums_are_not_errors():
+    def nan_inside(v):  # finite at both ends, NaN strictly inside the path
+        t = v.sum(-1)
+        return torch.where((t > 0.5) & (t < 2.5), t * float("nan"), t)
+
+    with pytest.raises(NonFiniteError, match="outputs"):
+        IntegratedGradients(nan_inside, model=()).attribute(torch.ones(1, 3, dtype=torch.float64), n_steps=8)
+
+    def huge(v):  # every output and gradient finite in float32, their sum over a chunk is not
+        return 3e38 * torch.sigmoid(v.sum(-1))
+
+    x = torch.ones(2, 3)
+    grads, values = ModelFunction(huge, 2).gradients((x,), torch.arange(2))
+    assert bool(torch.isfinite(values).all()) and bool(torch.isfinite(grads[0]).all())
+    assert not math.isfinite(float(values.sum() + grads[0].sum()))
 
 
 def test_output_not_depending_on_input():

@@ -215,3 +215,85 @@ def test_baseline_or_input_that_requires_grad_on_the_path_major_fast_path(dtype)
     graded = IntegratedGradients(model).explain(x.clone().requires_grad_(True), target=1, n_steps=16,
                                                 baselines=base.clone().requires_grad_(True))
     torch.testing.assert_close(graded.attributions, plain.attributions, rtol=0, atol=0)
+
+
+# ------------------------------------------------------------------ one forward call for f(x) and f(x')
+def test_inputs_and_baselines_share_one_forward_call(mlp, gen):
+    x = torch.randn(4, 6, dtype=torch.float64, generator=gen)
+    base = torch.randn(4, 6, dtype=torch.float64, generator=gen)
+    r = IntegratedGradients(mlp).explain(x, baselines=base, target=2, n_steps=10)
+    assert r.cost.forward_calls == 2 and r.cost.forward_rows == 4 + 4 + 40  # [x; x'] together, then the path
+    with torch.no_grad():
+        torch.testing.assert_close(r.outputs, mlp(x)[:, 2], rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(r.baseline_outputs, mlp(base)[:, 2], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(r.convergence_delta, r.attributions.sum(1) - (r.outputs - r.baseline_outputs),
+                               rtol=0, atol=1e-12)
+
+
+def test_separate_calls_when_rows_do_not_fit_or_model_is_not_in_eval_mode(mlp, gen):
+    x = torch.randn(4, 6, dtype=torch.float64, generator=gen)
+    small = IntegratedGradients(mlp).explain(x, target=2, n_steps=10, internal_batch_size=4)
+    assert small.cost.forward_rows == 4 + 4 + 40 and small.cost.forward_calls == 1 + 1 + 10
+    k3 = IntegratedGradients(mlp).explain(x, baselines=torch.zeros(1, 3, 6, dtype=torch.float64), target=2, n_steps=10)
+    assert k3.cost.forward_rows == 4 + 12 + 120 and k3.cost.forward_calls == 3  # 3 baselines per example
+    train = IntegratedGradients(mlp, eval_mode=False).explain(x, target=2, n_steps=10)
+    assert train.cost.forward_calls == 3
+    joint = IntegratedGradients(mlp).explain(x, target=2, n_steps=10)
+    for r in (small, k3, train):
+        torch.testing.assert_close(r.outputs, joint.outputs, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(small.attributions, joint.attributions, rtol=1e-10, atol=1e-12)
+
+
+def test_a_model_that_fails_on_the_joint_batch_gets_separate_calls(mlp, gen):
+    x = torch.randn(3, 6, dtype=torch.float64, generator=gen)
+
+    def fixed_batch(v):
+        if v.shape[0] != 3:
+            raise RuntimeError("this model takes batches of 3")
+        return mlp(v)
+
+    r = IntegratedGradients(fixed_batch, model=mlp).explain(x, target=1, n_steps=4, internal_batch_size=3)
+    ref = IntegratedGradients(mlp).explain(x, target=1, n_steps=4)
+    assert r.cost.forward_calls == 1 + 1 + 4 and r.cost.forward_rows == 3 + 3 + 12  # the failed call is not counted
+    torch.testing.assert_close(r.attributions, ref.attributions, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(r.baseline_outputs, ref.baseline_outputs, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("target", [None, [0, 2, 2], lambda out: out[:, 1] - out[:, 0]])
+def test_joint_call_resolves_every_kind_of_target_as_the_inputs_alone(mlp, gen, target):
+    x = torch.randn(3, 6, dtype=torch.float64, generator=gen)
+    r = IntegratedGradients(mlp).explain(x, target=target, n_steps=6)
+    assert r.cost.forward_calls == 2
+    with torch.no_grad():
+        out = mlp(x)
+        zero = mlp(torch.zeros_like(x))
+    if target is None:
+        assert r.target.tolist() == out.argmax(1).tolist()
+        idx = out.argmax(1)
+    elif callable(target):
+        idx = None
+    else:
+        idx = torch.tensor(target)
+    want = target(out) if idx is None else out.gather(1, idx.view(-1, 1)).squeeze(1)
+    want0 = target(zero) if idx is None else zero.gather(1, idx.view(-1, 1)).squeeze(1)
+    torch.testing.assert_close(r.outputs, want, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(r.baseline_outputs, want0, rtol=1e-12, atol=1e-12)
+
+
+def test_quadrature_tables_are_copies(gen):
+    a, w = quadrature("gausslegendre", 7, torch.float64)
+    a.zero_()
+    w.fill_(3.0)
+    a2, w2 = quadrature("gausslegendre", 7, torch.float64)
+    assert float(a2.min()) > 0 and abs(float(w2.sum()) - 1.0) < 1e-12
+
+
+def test_relative_gap_of_a_zero_output_difference():
+    from pathattr.result import completeness
+
+    attr = (torch.tensor([[1.0, -1.0], [0.5, 0.0], [0.25, 0.25]], dtype=torch.float64),)
+    out = torch.tensor([2.0, 2.0, 3.0], dtype=torch.float64)
+    base = torch.tensor([2.0, 2.0, 2.0], dtype=torch.float64)
+    delta, relative = completeness(attr, out, base)
+    assert delta.tolist() == [0.0, 0.5, -0.5]
+    assert relative.tolist() == [0.0, math.inf, 0.5]  # 0/0 -> 0, gap over a zero difference -> inf

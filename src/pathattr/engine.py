@@ -73,6 +73,7 @@ def integrate_parametric_path(
     internal_batch_size: int | None,
     inputs: tuple[Tensor, ...],
     end_outputs: Tensor,
+    start_outputs: Tensor | None = None,
 ) -> tuple[tuple[Tensor, ...], dict, Tensor]:
     """Evaluate every node of every path and integrate; attributions are averaged over each example's paths.
 
@@ -86,6 +87,8 @@ def integrate_parametric_path(
         internal_batch_size: rows per forward call (None: automatic).
         inputs: the explained inputs ``[B, *S]`` (shape, dtype and device of the attributions).
         end_outputs: ``f`` at the input end of every path, ``[n_paths]``.
+        start_outputs: ``f`` at the baseline end of every path, ``[n_paths]``, if already known (evaluated here
+            otherwise).
 
     Returns:
         attributions (one ``[B, *S]`` tensor per input, mean over each example's paths), the integrator's
@@ -96,10 +99,11 @@ def integrate_parametric_path(
     all_paths = torch.arange(n_paths, device=end_outputs.device)
     example = path.example_index(all_paths)
     numel = row_numel(inputs)
-    start_outputs = torch.cat([
-        model.outputs(path.start_points(all_paths[a:b]), example[a:b])
-        for a, b in plan_chunks(internal_batch_size, n_paths, numel, planner_key(model, inputs, "outputs"))
-    ])
+    if start_outputs is None:
+        start_outputs = torch.cat([
+            model.outputs(path.start_points(all_paths[a:b]), example[a:b])
+            for a, b in plan_chunks(internal_batch_size, n_paths, numel, planner_key(model, inputs, "outputs"))
+        ])
     info = PathInfo(
         n_paths=n_paths,
         output_index=example,
@@ -224,6 +228,8 @@ def integrate_sequential_path(
         internal_batch_size: rows per forward call (None: automatic).
         inputs: the explained inputs ``[B, *S]`` (shapes of the attributions).
         end_outputs: ``f`` at the input end of every path, ``[n_paths]``.
+        start_outputs: ``f`` at the baseline end of every path, ``[n_paths]``, if already known (evaluated here
+            otherwise).
         segments: segment rule of the Riemann integrator (default: plain left Riemann sum).
         end_gradient: also evaluate the target gradient at the last points (``end.gradients``).
         evaluate_end: evaluate the last points even when integration does not need them.
@@ -451,18 +457,21 @@ class _Walk:
         parts = []
         cap = self.path.max_walk_rows
         ibs = self.ibs if cap is None else (cap if self.ibs is None else min(self.ibs, cap))
+        if n == 1 or (ibs is not None and n <= ibs):  # one chunk whatever the plan: no planning, no slices
+            return self._chunk(row_ids, points, self.example, gradient, final)
         for a, b in plan_chunks(ibs, n, self.numel, key):
-            pts = tuple(t[a:b] for t in points)
-            ex = self.example[a:b]
-            ev = self.path.evaluate(self.model, row_ids[a:b], pts, ex, gradient, final)
-            if ev is None:
-                if gradient or not final:
-                    g, o = self.model.gradients(pts, ex)
-                    ev = StepEvaluation(g, o)
-                else:
-                    ev = StepEvaluation(None, self.model.outputs(pts, ex))
-            parts.append(ev)
+            parts.append(self._chunk(row_ids[a:b], tuple(t[a:b] for t in points), self.example[a:b], gradient, final))
         return _concat(parts)
+
+    def _chunk(self, rows: Tensor, points: tuple[Tensor, ...], example: Tensor, gradient: bool,
+               final: bool) -> StepEvaluation:
+        ev = self.path.evaluate(self.model, rows, points, example, gradient, final)
+        if ev is not None:
+            return ev
+        if gradient or not final:
+            g, o = self.model.gradients(points, example)
+            return StepEvaluation(g, o)
+        return StepEvaluation(None, self.model.outputs(points, example))
 
     def inner_nodes(self, acc: list[Tensor], a_pts: tuple[Tensor, ...], b_pts: tuple[Tensor, ...],
                     disp: tuple[Tensor, ...], inner: list[tuple[float, float]]) -> None:

@@ -446,6 +446,47 @@ class ModelFunction:
         if callable(target) and not isinstance(target, Tensor):
             self.target = target
             return self.select(output, None)
+        return self._fix_target(target, output, inputs)
+
+    def resolve_target_with_rows(
+        self, target: TargetType, inputs: Sequence[Tensor], points: Sequence[Tensor], example_index: Tensor
+    ) -> tuple[Tensor, Tensor | None]:
+        """:meth:`resolve_target`, evaluating the target outputs of more rows ``points`` (``example_index[i]`` =
+        example of row ``i``) in the same forward call as ``inputs``: ``(f_c(x) [B], f_c(points) [n])``.
+
+        One call instead of two; the rows are the same, only batched together. Where they cannot share a call
+        (other dtype or shape, a model that fails on the joint batch or returns no per-row output), the second
+        element is None and the target is resolved exactly as by :meth:`resolve_target`.
+        """
+        b, n = self.batch_size, int(points[0].shape[0])
+        if len(points) != len(inputs) or any(
+            p.dtype != x.dtype or p.device != x.device or p.shape[1:] != x.shape[1:] for p, x in zip(points, inputs)
+        ):
+            return self.resolve_target(target, inputs), None
+        target = normalize_target(target)
+        rows = tuple(torch.cat([x.detach(), p.detach()]) for x, p in zip(inputs, points))
+        index = torch.cat([torch.arange(b, device=example_index.device), example_index])
+        saved = (self.cost.forward_calls, self.cost.forward_rows)
+        try:
+            with torch.no_grad():
+                output = self.forward(rows, index)
+        except Exception:
+            output = None
+        if callable(target) and not isinstance(target, Tensor):
+            if output is not None:
+                self.target = target
+                values = self.select(output, None)
+                if values.shape[0] == b + n:
+                    return values[:b], values[b:]
+        elif isinstance(output, Tensor) and output.ndim in (1, 2) and output.shape[0] == b + n:
+            return self._fix_target(target, output[:b], inputs), self.select(output[b:], example_index)
+        self.cost.forward_calls, self.cost.forward_rows = saved
+        self.target = None
+        return self.resolve_target(target, inputs), None
+
+    def _fix_target(self, target: Any, output: Any, inputs: Sequence[Tensor]) -> Tensor:
+        """Validate a (normalized, non-callable) ``target`` against the output ``[B]`` / ``[B, C]`` at the
+        explained inputs, store it and return ``f_c(x)``."""
         if not isinstance(output, Tensor):
             raise InputValidationError(
                 f"`forward_func` returned {type(output).__name__}; return a tensor or pass a callable `target` "
@@ -528,8 +569,8 @@ class ModelFunction:
             "inputs",
         )
 
-    def select(self, output: Any, example_index: Tensor | None) -> Tensor:
-        """The target scalar of every row: shape ``[n]``."""
+    def select(self, output: Any, example_index: Tensor | None, check: bool = True) -> Tensor:
+        """The target scalar of every row: shape ``[n]`` (``check``: raise if one is not finite)."""
         if self.target is not None and not isinstance(self.target, Tensor):
             values = self.target(output)
             if not isinstance(values, Tensor) or values.ndim != 1:
@@ -537,11 +578,30 @@ class ModelFunction:
         elif output.ndim == 1:
             values = output
         else:
-            index = self.target if example_index is None else self.target[example_index.to(self.target.device)]
-            values = output.gather(1, index.view(-1, 1)).squeeze(1)
-        if not all_finite(values):
+            column = self._uniform_column()
+            if column is not None:  # one class for every example: a strided view, the same elements as a gather
+                values = output[:, column]
+            else:
+                index = self.target if example_index is None else self.target[example_index.to(self.target.device)]
+                values = output.gather(1, index.view(-1, 1)).squeeze(1)
+        if check and not all_finite(values):
             check_finite(values, "forward_func", "outputs")
         return values
+
+    def _uniform_column(self) -> int | None:
+        """The class index if the (tensor) target names the same class for every example, else None; remembered
+        for the target tensor it was computed from (callers may assign :attr:`target`)."""
+        target = self.target
+        cached = self.__dict__.get("_column")
+        if cached is not None and cached[0] is target:
+            return cached[1]
+        column = None
+        if isinstance(target, Tensor) and target.ndim == 1 and target.numel() > 0:
+            first = target[0]
+            if target.numel() == 1 or bool((target == first).all()):
+                column = int(first)
+        self.__dict__["_column"] = (target, column)
+        return column
 
     # ------------------------------------------------------------------ evaluation
     def outputs(self, inputs: Sequence[Tensor], example_index: Tensor | None) -> Tensor:
@@ -555,12 +615,24 @@ class ModelFunction:
         """Gradients of the target output w.r.t. every input row, and the outputs themselves."""
         points = tuple(t.detach().requires_grad_(True) for t in inputs)
         with torch.enable_grad():
-            values = self.select(self.forward(points, example_index), example_index)
-            grads = self.backward(values, points)
-        return grads, values.detach()
+            values = self.select(self.forward(points, example_index), example_index, check=False)
+            grads = self.backward(values, points, check=False)
+        values = values.detach()
+        # one finiteness test for the outputs and the gradients together (a sum is finite iff all its terms are,
+        # barring overflow); only a failure looks at each, outputs first
+        total = values.sum()
+        for g in grads:
+            total = total + g.sum()
+        if not math.isfinite(float(total)):
+            if not all_finite(values):
+                check_finite(values, "forward_func", "outputs")
+            self._check_gradients(grads)
+        return grads, values
 
-    def backward(self, values: Tensor, points: Sequence[Tensor], retain_graph: bool = False) -> tuple[Tensor, ...]:
-        """``d sum(values) / d points`` with checks: no graph -> NoGradientError, NaN -> NonFiniteError."""
+    def backward(self, values: Tensor, points: Sequence[Tensor], retain_graph: bool = False,
+                 check: bool = True) -> tuple[Tensor, ...]:
+        """``d sum(values) / d points`` with checks: no graph -> NoGradientError, NaN -> NonFiniteError (only with
+        ``check``; the caller then checks the gradients itself)."""
         if not values.requires_grad:
             raise NoGradientError(
                 "the model output does not depend on `inputs` (no gradient flows back); check that the forward "
@@ -576,18 +648,20 @@ class ModelFunction:
                 "input); check that the forward function does not detach its inputs.",
                 "inputs",
             )
-        out = []
-        for i, (g, p) in enumerate(zip(grads, points)):
-            if g is None:
-                g = torch.zeros_like(p)
+        out = tuple(torch.zeros_like(p) if g is None else g for g, p in zip(grads, points))
+        if check:
+            self._check_gradients(out)
+        return out
+
+    @staticmethod
+    def _check_gradients(grads: Sequence[Tensor]) -> None:
+        for i, g in enumerate(grads):
             if not all_finite(g):
                 raise NonFiniteError(
-                    f"the gradient w.r.t. `inputs{'' if len(points) == 1 else f'[{i}]'}` contains NaN or inf; "
+                    f"the gradient w.r.t. `inputs{'' if len(grads) == 1 else f'[{i}]'}` contains NaN or inf; "
                     "the model is not differentiable at some path point.",
                     "inputs",
                 )
-            out.append(g)
-        return tuple(out)
 
 
 def _all_zero(target: Any) -> bool:

@@ -54,7 +54,21 @@ def quadrature(method: str, n_steps: int, dtype: torch.dtype = torch.float64, de
     """
     if not isinstance(n_steps, int) or isinstance(n_steps, bool) or n_steps < 1:
         raise InputValidationError(f"`n_steps` must be a positive int, got {n_steps!r}.", "n_steps")
-    m = n_steps
+    if not isinstance(method, str):
+        raise InputValidationError(f"`method` must be one of {QUADRATURE_RULES}, got {method!r}.", "method")
+    dev = torch.device(device) if device is not None else None
+    if n_steps > _QUADRATURE_CACHE_MAX_STEPS:
+        return _quadrature_tables.__wrapped__(method, n_steps, dtype, dev)
+    alphas, weights = _quadrature_tables(method, n_steps, dtype, dev)
+    return alphas.clone(), weights.clone()  # copies: the cached tensors stay unchanged whatever callers do
+
+
+#: rules with at most this many nodes are kept (per dtype and device) after their first use
+_QUADRATURE_CACHE_MAX_STEPS = 4096
+
+
+@functools.lru_cache(maxsize=256)
+def _quadrature_tables(method: str, m: int, dtype: torch.dtype, device: torch.device | None) -> tuple[Tensor, Tensor]:
     if method == "riemann_left":
         alphas = np.linspace(0, 1 - 1 / m, m)
         weights = np.full(m, 1 / m)

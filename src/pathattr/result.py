@@ -78,9 +78,6 @@ def completeness(
     total = sum(a.reshape(a.shape[0], -1).sum(1) for a in attributions)
     diff = (outputs - baseline_outputs).to(total.dtype)
     delta = total - diff
-    denom = diff.abs()
-    relative = torch.where(
-        denom > 0, delta.abs() / torch.where(denom > 0, denom, torch.ones_like(denom)),
-        torch.where(delta == 0, torch.zeros_like(delta), torch.full_like(delta, float("inf"))),
-    )
+    # x / 0 = inf for x > 0 and 0 / 0 = NaN -> 0 (``delta`` is finite: its inputs are checked)
+    relative = torch.nan_to_num(delta.abs() / diff.abs(), nan=0.0, posinf=float("inf"))
     return delta, relative

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..engine import outputs_in_chunks
 from ..errors import InputValidationError
 from ..forward import (
     Cost,
@@ -25,6 +26,7 @@ from ..forward import (
     track_cost,
 )
 from ..integrators import Integrator, get_integrator
+from ..planner import AUTO_ELEMENT_BUDGET, row_numel
 from ..result import Explanation, completeness
 from ..validation import check_flag
 
@@ -37,12 +39,34 @@ class Session:
     inputs: tuple[Tensor, ...]
     original: TensorOrTuple
     model: ModelFunction
-    outputs: Tensor
+    outputs: Tensor  # None until :meth:`resolve` in a session opened with ``resolve=False``
     cost: Cost
+    target: TargetType = None
 
     @property
     def batch_size(self) -> int:
         return self.inputs[0].shape[0]
+
+    def resolve(
+        self, points: tuple[Tensor, ...], example_index: Tensor, internal_batch_size: int | None
+    ) -> Tensor:
+        """Fix the target, set :attr:`outputs` (``f_c(x)``) and return ``f_c`` at the rows ``points`` (e.g. the
+        baseline end of every path; ``example_index[i]`` = example of row ``i``), shape ``[n]``.
+
+        When the rows are at most one per example and fit one call (``internal_batch_size``, or the automatic
+        memory cap), ``x`` and the rows share one forward call; otherwise the rows are evaluated in chunks. A model
+        that is not in eval mode (``eval_mode=False``) always gets separate calls, so that batch statistics never
+        mix the explained inputs with other rows.
+        """
+        b, n = self.batch_size, int(points[0].shape[0])
+        limit = AUTO_ELEMENT_BUDGET // max(1, row_numel(points)) if internal_batch_size is None else internal_batch_size
+        if self.method.eval_mode and n <= b and b + n <= limit:
+            self.outputs, rows = self.model.resolve_target_with_rows(self.target, self.inputs, points, example_index)
+            if rows is not None:
+                return rows
+        else:
+            self.outputs = self.model.resolve_target(self.target, self.inputs)
+        return outputs_in_chunks(self.model, points, example_index, internal_batch_size)
 
     def explanation(
         self,
@@ -160,16 +184,20 @@ class AttributionMethod(ABC):
 
     @contextlib.contextmanager
     def session(
-        self, inputs: TensorOrTuple, target: TargetType, additional_forward_args: Any
+        self, inputs: TensorOrTuple, target: TargetType, additional_forward_args: Any, resolve: bool = True
     ) -> Iterator[Session]:
-        """Validate inputs, guard the model, count cost and fix the target for one call."""
+        """Validate inputs, guard the model, count cost and fix the target for one call.
+
+        ``resolve=False`` defers the target (and ``f_c(x)``) to :meth:`Session.resolve`, which evaluates it
+        together with the rows the method needs next (the far ends of its paths) in one forward call.
+        """
         items = as_tuple(inputs)
         cost = Cost()
         model = ModelFunction(self.forward_func, items[0].shape[0], additional_forward_args, cost)
         with model_guard(self.forward_func, self.eval_mode, getattr(self, "model", None)), \
                 track_cost(cost, items[0].device):
-            outputs = model.resolve_target(target, items)
-            yield Session(self, items, inputs, model, outputs, cost)
+            outputs = model.resolve_target(target, items) if resolve else None
+            yield Session(self, items, inputs, model, outputs, cost, target)  # type: ignore[arg-type]
 
 
 

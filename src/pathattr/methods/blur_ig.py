@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from ..engine import integrate_parametric_path
@@ -75,11 +76,13 @@ class BlurIntegratedGradients(PathMethod):
         for x in inputs if isinstance(inputs, tuple) else (inputs,):
             if isinstance(x, Tensor):
                 check_spatial_dims(spatial_dims, x.ndim)
-        with self.session(inputs, target, additional_forward_args) as s:
+        with self.session(inputs, target, additional_forward_args, resolve=False) as s:
             sigmas = blur_sigmas(max_sigma, n_steps, sqrt)
             path = BlurPath(s.inputs, sigmas, float(grad_step), spatial_dims, padding, truncate)
+            all_paths = torch.arange(path.n_paths, device=s.inputs[0].device)
+            start_out = s.resolve(path.start_points(all_paths), path.example_index(all_paths), internal_batch_size)
             attributions, extras, start_out = integrate_parametric_path(
-                s.model, path, self.integrator, internal_batch_size, s.inputs, s.outputs
+                s.model, path, self.integrator, internal_batch_size, s.inputs, s.outputs, start_out
             )
             hyper = {
                 "max_sigma": max_sigma,

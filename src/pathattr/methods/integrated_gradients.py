@@ -87,15 +87,18 @@ class IntegratedGradients(AttributionMethod):
         if not isinstance(method, str):
             raise InputValidationError(f"`method` must be a quadrature name, got {method!r}.", "method")
         check_optional_count(internal_batch_size, "internal_batch_size")
-        with self.session(inputs, target, additional_forward_args) as s:
+        with self.session(inputs, target, additional_forward_args, resolve=False) as s:
             gen = as_generator(generator)
             base = resolve_baselines(s.inputs, baselines, gen)
             x = s.inputs[0]
             alphas, weights = self.integrator.nodes(method, n_steps, x.dtype, x.device)
             path = StraightLinePath.from_baselines(s.inputs, base, alphas, weights, self.multiply_by_inputs)
             k = path.k
+            all_paths = torch.arange(path.n_paths, device=x.device)
+            start_out = s.resolve(path.start_points(all_paths), path.example_index(all_paths), internal_batch_size)
             attributions, extras, start_out = integrate_parametric_path(
-                s.model, path, self.integrator, internal_batch_size, s.inputs, s.outputs.repeat_interleave(k)
+                s.model, path, self.integrator, internal_batch_size, s.inputs, s.outputs.repeat_interleave(k),
+                start_out,
             )
             hyper = {
                 "n_steps": n_steps,

@@ -123,7 +123,7 @@ def guided_ig_step(
         diff = inputs - baselines
     if safe_diff is None:
         safe_diff = torch.where(diff == 0, 1.0, diff)
-    goal = (l1_total * (1 - (step + 1) / n_steps)).detach().cpu().numpy()  # target L1 distance per path
+    goal = l1_total.detach().cpu().numpy() * (1 - (step + 1) / n_steps)  # target L1 distance per path
     kth = int(math.floor((n - 1) * float(fraction)))  # 0-based rank of numpy's quantile(method="lower")
     if backend == "auto":  # NumPy's per-call overhead is far below torch's; torch's threads win on large arrays
         use_numpy = (point.device.type == "cpu" and gradients.device.type == "cpu"
@@ -275,7 +275,12 @@ class _NumpyOps(_Ops):
         return a
 
     def start(self, point, inputs, baselines, diff, safe_diff, gradients, a_lo, a_hi):
-        z0, x, b, d = (t.detach().numpy() for t in (point, inputs, baselines, diff))
+        z0 = point.detach().numpy()
+        ends = (inputs, baselines, diff, safe_diff)  # the same tensors at every step of a path: views kept
+        views = self.ws.get("views")
+        if views is None or any(a is not b for a, b in zip(views[0], ends)):
+            views = self.ws["views"] = (ends, tuple(t.detach().numpy() for t in ends))
+        x, b, d, safe = views[1]
         shape = z0.shape
         z_hi = np.multiply(d, a_hi, out=self.buf("z_hi", shape, z0.dtype))
         z_hi += b  # PAIR: b + (x - b) * alpha, same rounding
@@ -285,7 +290,7 @@ class _NumpyOps(_Ops):
         ones = self.buf("ones", shape, np.uint64)
         if a_lo > 0:  # (1) laggards up to the band floor (features with x_i == b_i have z_i == b_i == z_lo_i)
             np.subtract(z0, b, out=work)
-            work /= safe_diff.detach().numpy()
+            work /= safe
             lag = np.less(work, a_lo, out=self.buf("mask", shape, np.bool_))
             np.multiply(d, a_lo, out=work)
             work += b
@@ -407,15 +412,21 @@ class _TorchOps(_Ops):
 def flatten_features(tensors: Sequence[Tensor], rows: int, dtype: torch.dtype = torch.float64) -> Tensor:
     """Concatenate per-input tensors ``[rows, *S_i]`` into one ``[rows, N]`` matrix (a view where possible)."""
     if len(tensors) == 1:
-        return tensors[0].reshape(rows, -1).to(dtype)
+        flat = tensors[0].reshape(rows, -1)
+        return flat if flat.dtype == dtype else flat.to(dtype)
     return torch.cat([t.reshape(rows, -1).to(dtype) for t in tensors], 1)
 
 
 def unflatten_features(flat: Tensor, like: Sequence[Tensor], dtype: torch.dtype | None = None) -> tuple[Tensor, ...]:
     """Split ``[rows, N]`` back into tensors shaped like ``like`` (``[*, *S_i]``), cast to ``dtype``."""
+    if len(like) == 1:
+        t = like[0]
+        dtype = t.dtype if dtype is None else dtype
+        part = flat.reshape(flat.shape[0], *t.shape[1:])
+        return (part if part.dtype == dtype else part.to(dtype),)
     out, start = [], 0
     for t in like:
-        size = int(t[0].numel())
+        size = math.prod(t.shape[1:])
         part = flat[:, start : start + size].reshape(flat.shape[0], *t.shape[1:])
         out.append(part.to(t.dtype if dtype is None else dtype))
         start += size
