@@ -542,6 +542,8 @@ class ModelFunction:
                     f"`target` {index.tolist()[:8]} is out of range for {n_classes} output classes.", "target"
                 )
             self.target = index.to(output.device)
+            if isinstance(target, int):  # one class for every example, known without looking at the tensor
+                self.__dict__["_column"] = (self.target, target)
         return self.select(output, None)
 
     def _accepts_unbatched(self, inputs: Sequence[Tensor], any_output: bool = False) -> bool:
@@ -580,7 +582,7 @@ class ModelFunction:
         else:
             column = self._uniform_column()
             if column is not None:  # one class for every example: a strided view, the same elements as a gather
-                values = output[:, column]
+                values = output.select(1, column)
             else:
                 index = self.target if example_index is None else self.target[example_index.to(self.target.device)]
                 values = output.gather(1, index.view(-1, 1)).squeeze(1)
@@ -614,7 +616,7 @@ class ModelFunction:
     ) -> tuple[tuple[Tensor, ...], Tensor]:
         """Gradients of the target output w.r.t. every input row, and the outputs themselves."""
         points = tuple(t.detach().requires_grad_(True) for t in inputs)
-        with torch.enable_grad():
+        with contextlib.nullcontext() if torch.is_grad_enabled() else torch.enable_grad():
             values = self.select(self.forward(points, example_index), example_index, check=False)
             grads = self.backward(values, points, check=False)
         values = values.detach()

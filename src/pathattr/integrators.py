@@ -239,7 +239,9 @@ def segment_add(acc: Tensor, slot: Tensor, values: Tensor, alpha: float = 1.0) -
     Engine rows are grouped by example, so a chunk holds a few long runs; summing each run and adding once is
     much faster on CPU than a scatter with many repeated indices (and gives the same sums).
     """
-    if slot.numel() == 0:
+    if slot.numel() <= 1:  # nothing to group
+        if slot.numel():
+            acc.index_add_(0, slot, values, alpha=alpha)
         return
     slots, counts = torch.unique_consecutive(slot, return_counts=True)
     if slots.numel() == slot.numel():

@@ -97,8 +97,8 @@ class IntegratedGradients(AttributionMethod):
             all_paths = torch.arange(path.n_paths, device=x.device)
             start_out = s.resolve(path.start_points(all_paths), path.example_index(all_paths), internal_batch_size)
             attributions, extras, start_out = integrate_parametric_path(
-                s.model, path, self.integrator, internal_batch_size, s.inputs, s.outputs.repeat_interleave(k),
-                start_out,
+                s.model, path, self.integrator, internal_batch_size, s.inputs,
+                s.outputs if k == 1 else s.outputs.repeat_interleave(k), start_out,
             )
             hyper = {
                 "n_steps": n_steps,
@@ -109,7 +109,7 @@ class IntegratedGradients(AttributionMethod):
                 "internal_batch_size": internal_batch_size,
                 **self.integrator.describe(),
             }
-            baseline_out = start_out.view(s.batch_size, k).mean(1)
+            baseline_out = start_out if k == 1 else start_out.view(s.batch_size, k).mean(1)
             return s.explanation(
                 attributions, hyper, baseline_outputs=baseline_out if self.multiply_by_inputs else None,
                 extras=extras,

@@ -123,7 +123,14 @@ def guided_ig_step(
         diff = inputs - baselines
     if safe_diff is None:
         safe_diff = torch.where(diff == 0, 1.0, diff)
-    goal = l1_total.detach().cpu().numpy() * (1 - (step + 1) / n_steps)  # target L1 distance per path
+    cached = workspace.get("l1_total") if workspace is not None else None
+    if cached is not None and cached[0] is l1_total:  # the same tensor at every step of a path: its host copy kept
+        l1_host = cached[1]
+    else:
+        l1_host = l1_total.detach().cpu().numpy()
+        if workspace is not None:
+            workspace["l1_total"] = (l1_total, l1_host)
+    goal = l1_host * (1 - (step + 1) / n_steps)  # target L1 distance per path
     kth = int(math.floor((n - 1) * float(fraction)))  # 0-based rank of numpy's quantile(method="lower")
     if backend == "auto":  # NumPy's per-call overhead is far below torch's; torch's threads win on large arrays
         use_numpy = (point.device.type == "cpu" and gradients.device.type == "cpu"
@@ -261,6 +268,9 @@ def _select_into(out: np.ndarray, value: np.ndarray | float, mask: np.ndarray, o
     np.bitwise_xor(bits, t, out=bits)
 
 
+_LARGEST = {np.dtype(t): float(np.finfo(t).max) for t in (np.float32, np.float64)}
+
+
 class _NumpyOps(_Ops):
     """CPU backend: NumPy views of the tensors, scratch arrays reused across steps (``workspace``), masked
     updates as branch-free bit selections."""
@@ -308,7 +318,7 @@ class _NumpyOps(_Ops):
                 "scratch": scratch, "ones": ones, "moving": None, "gamma": np.zeros(shape[0])}
 
     def largest(self, state):
-        return float(np.finfo(state["ranked"].dtype).max)
+        return _LARGEST[state["ranked"].dtype]
 
     def kth_smallest(self, state, k):
         return np.partition(state["ranked"], k, axis=1)[:, k].astype(np.float64)

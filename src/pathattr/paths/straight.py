@@ -159,7 +159,10 @@ class StraightLinePath(ParametricPath):
                 s = torch.matmul(wg[lo:hi], g[lo:hi].reshape(hi - lo, -1)).view(d.shape)
                 parts.append(s.mul_(d) if s.dtype == torch.result_type(s, d) else s * d)
             out.append(parts[0] if len(parts) == 1 else torch.cat(parts))
-        paths = torch.tensor([p for p, _, _ in runs], dtype=torch.long, device=path_index.device)
+        if len(runs) == 1:
+            paths = path_index[:1]  # the run's path, without a host-to-tensor copy
+        else:
+            paths = torch.tensor([p for p, _, _ in runs], dtype=torch.long, device=path_index.device)
         return paths, tuple(out)
 
     def displacements(
