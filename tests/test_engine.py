@@ -266,3 +266,17 @@ def test_sequential_engine_skips_inactive_paths():
     assert bool((r.attributions[0][0] == 0).all())
     torch.testing.assert_close(r.attributions[0][1], _sign_path_by_hand(x[1:], 8, 0.05)[0][0], rtol=0, atol=1e-15)
     assert float(r.start_outputs[0]) == float(_quadratic(x[:1])[0])
+
+
+def test_select_follows_a_reassigned_target():
+    from pathattr.forward import ModelFunction
+
+    out = torch.arange(12.0).view(3, 4)
+    model = ModelFunction(lambda v: v, 3)
+    model.target = torch.tensor([2, 2, 2])
+    assert model.select(out, None).tolist() == [2.0, 6.0, 10.0]  # one class: the column
+    model.target = torch.tensor([0, 3, 1])  # assigned from outside (as the metrics do): a gather again
+    assert model.select(out, None).tolist() == [0.0, 7.0, 9.0]
+    assert model.select(out[[2, 0]], torch.tensor([2, 0])).tolist() == [9.0, 0.0]
+    model.target = torch.tensor([3, 3, 3])
+    assert model.select(out, torch.tensor([1, 1, 1])).tolist() == [3.0, 7.0, 11.0]

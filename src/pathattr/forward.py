@@ -399,6 +399,8 @@ class ModelFunction:
     additional_forward_args: Any = None
     cost: Cost = field(default_factory=Cost)
     target: Tensor | Callable[[Tensor], Tensor] | None = None
+    #: ``(target tensor, its class index if uniform else None)``, see :meth:`_uniform_column`
+    _column: tuple[Any, int | None] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not callable(self.forward_func):
@@ -543,7 +545,7 @@ class ModelFunction:
                 )
             self.target = index.to(output.device)
             if isinstance(target, int):  # one class for every example, known without looking at the tensor
-                self.__dict__["_column"] = (self.target, target)
+                self._column = (self.target, target)
         return self.select(output, None)
 
     def _accepts_unbatched(self, inputs: Sequence[Tensor], any_output: bool = False) -> bool:
@@ -594,7 +596,7 @@ class ModelFunction:
         """The class index if the (tensor) target names the same class for every example, else None; remembered
         for the target tensor it was computed from (callers may assign :attr:`target`)."""
         target = self.target
-        cached = self.__dict__.get("_column")
+        cached = self._column
         if cached is not None and cached[0] is target:
             return cached[1]
         column = None
@@ -602,7 +604,7 @@ class ModelFunction:
             first = target[0]
             if target.numel() == 1 or bool((target == first).all()):
                 column = int(first)
-        self.__dict__["_column"] = (target, column)
+        self._column = (target, column)
         return column
 
     # ------------------------------------------------------------------ evaluation
