@@ -228,8 +228,6 @@ def integrate_sequential_path(
         internal_batch_size: rows per forward call (None: automatic).
         inputs: the explained inputs ``[B, *S]`` (shapes of the attributions).
         end_outputs: ``f`` at the input end of every path, ``[n_paths]``.
-        start_outputs: ``f`` at the baseline end of every path, ``[n_paths]``, if already known (evaluated here
-            otherwise).
         segments: segment rule of the Riemann integrator (default: plain left Riemann sum).
         end_gradient: also evaluate the target gradient at the last points (``end.gradients``).
         evaluate_end: evaluate the last points even when integration does not need them.

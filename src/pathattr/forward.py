@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .errors import InputValidationError, NoGradientError, NonFiniteError, TargetError, check_finite
+from .errors import InputValidationError, NoGradientError, NonFiniteError, TargetError, all_finite, check_finite
 from .validation import normalize_target
 
 TargetType = None | int | Sequence[int] | Tensor | Callable[[Tensor], Tensor]
@@ -69,19 +69,6 @@ def as_tuple(inputs: TensorOrTuple, argument: str = "inputs") -> tuple[Tensor, .
     if batch == 0:
         raise InputValidationError(f"`{argument}` has batch size 0.", argument)
     return tuple(out)
-
-
-def all_finite(tensor: Tensor) -> bool:
-    """Whether every element of ``tensor`` is finite, from one summing pass: a NaN or infinite element makes the
-    sum NaN or infinite, so a finite sum proves the check; only a non-finite sum (such an element, or overflow)
-    takes the elementwise test. ``isfinite(t).all()`` writes and reads a mask: 45x slower on a chunk of 16
-    224x224x3 images (5.9 ms vs 0.13 ms), 3x on a single row."""
-    if tensor.numel() == 0 or not (tensor.is_floating_point() or tensor.is_complex()):
-        return True
-    total = tensor.detach().sum()
-    if math.isfinite(float(total.abs() if total.is_complex() else total)):
-        return True
-    return bool(torch.isfinite(tensor).all())
 
 
 def restore_structure(values: Sequence[Tensor], like: TensorOrTuple) -> TensorOrTuple:

@@ -26,6 +26,7 @@ from ..forward import (
     track_cost,
 )
 from ..integrators import Integrator, get_integrator
+from ..paths.base import ParametricPath
 from ..planner import AUTO_ELEMENT_BUDGET, row_numel
 from ..result import Explanation, completeness
 from ..validation import check_flag
@@ -67,6 +68,11 @@ class Session:
         else:
             self.outputs = self.model.resolve_target(self.target, self.inputs)
         return outputs_in_chunks(self.model, points, example_index, internal_batch_size)
+
+    def resolve_path_starts(self, path: ParametricPath, internal_batch_size: int | None) -> Tensor:
+        """:meth:`resolve` at the baseline end of every path of ``path``: ``f_c`` there, ``[n_paths]``."""
+        every = torch.arange(path.n_paths, device=self.inputs[0].device)
+        return self.resolve(path.start_points(every), path.example_index(every), internal_batch_size)
 
     def explanation(
         self,

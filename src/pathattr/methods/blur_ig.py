@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from ..engine import integrate_parametric_path
@@ -79,8 +78,7 @@ class BlurIntegratedGradients(PathMethod):
         with self.session(inputs, target, additional_forward_args, resolve=False) as s:
             sigmas = blur_sigmas(max_sigma, n_steps, sqrt)
             path = BlurPath(s.inputs, sigmas, float(grad_step), spatial_dims, padding, truncate)
-            all_paths = torch.arange(path.n_paths, device=s.inputs[0].device)
-            start_out = s.resolve(path.start_points(all_paths), path.example_index(all_paths), internal_batch_size)
+            start_out = s.resolve_path_starts(path, internal_batch_size)
             attributions, extras, start_out = integrate_parametric_path(
                 s.model, path, self.integrator, internal_batch_size, s.inputs, s.outputs, start_out
             )

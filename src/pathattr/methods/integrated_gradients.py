@@ -94,8 +94,7 @@ class IntegratedGradients(AttributionMethod):
             alphas, weights = self.integrator.nodes(method, n_steps, x.dtype, x.device)
             path = StraightLinePath.from_baselines(s.inputs, base, alphas, weights, self.multiply_by_inputs)
             k = path.k
-            all_paths = torch.arange(path.n_paths, device=x.device)
-            start_out = s.resolve(path.start_points(all_paths), path.example_index(all_paths), internal_batch_size)
+            start_out = s.resolve_path_starts(path, internal_batch_size)
             attributions, extras, start_out = integrate_parametric_path(
                 s.model, path, self.integrator, internal_batch_size, s.inputs,
                 s.outputs if k == 1 else s.outputs.repeat_interleave(k), start_out,

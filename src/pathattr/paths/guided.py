@@ -123,13 +123,7 @@ def guided_ig_step(
         diff = inputs - baselines
     if safe_diff is None:
         safe_diff = torch.where(diff == 0, 1.0, diff)
-    cached = workspace.get("l1_total") if workspace is not None else None
-    if cached is not None and cached[0] is l1_total:  # the same tensor at every step of a path: its host copy kept
-        l1_host = cached[1]
-    else:
-        l1_host = l1_total.detach().cpu().numpy()
-        if workspace is not None:
-            workspace["l1_total"] = (l1_total, l1_host)
+    (l1_host,) = _host_arrays(workspace, "l1_total", (l1_total,))
     goal = l1_host * (1 - (step + 1) / n_steps)  # target L1 distance per path
     kth = int(math.floor((n - 1) * float(fraction)))  # 0-based rank of numpy's quantile(method="lower")
     if backend == "auto":  # NumPy's per-call overhead is far below torch's; torch's threads win on large arrays
@@ -142,6 +136,18 @@ def guided_ig_step(
     state = ops.start(point, inputs, baselines, diff, safe_diff, gradients, a_lo, a_hi)
     iterations = _inner_loop(ops, state, goal, kth, n)
     return ops.finish(state), iterations
+
+
+def _host_arrays(workspace: dict | None, name: str, tensors: tuple[Tensor, ...]) -> tuple[np.ndarray, ...]:
+    """NumPy arrays of ``tensors`` (views on CPU), kept in ``workspace[name]`` while the same tensor objects come
+    back: a path passes the same ends and ``|x - b|_1`` at every step."""
+    cached = workspace.get(name) if workspace is not None else None
+    if cached is not None and len(cached[0]) == len(tensors) and all(a is t for a, t in zip(cached[0], tensors)):
+        return cached[1]
+    arrays = tuple(t.detach().cpu().numpy() for t in tensors)
+    if workspace is not None:
+        workspace[name] = (tensors, arrays)
+    return arrays
 
 
 def _inner_loop(ops: _Ops, state: dict, goal: np.ndarray, kth: int, n: int) -> int:
@@ -286,11 +292,7 @@ class _NumpyOps(_Ops):
 
     def start(self, point, inputs, baselines, diff, safe_diff, gradients, a_lo, a_hi):
         z0 = point.detach().numpy()
-        ends = (inputs, baselines, diff, safe_diff)  # the same tensors at every step of a path: views kept
-        views = self.ws.get("views")
-        if views is None or any(a is not b for a, b in zip(views[0], ends)):
-            views = self.ws["views"] = (ends, tuple(t.detach().numpy() for t in ends))
-        x, b, d, safe = views[1]
+        x, b, d, safe = _host_arrays(self.ws, "ends", (inputs, baselines, diff, safe_diff))
         shape = z0.shape
         z_hi = np.multiply(d, a_hi, out=self.buf("z_hi", shape, z0.dtype))
         z_hi += b  # PAIR: b + (x - b) * alpha, same rounding
