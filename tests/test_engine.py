@@ -151,6 +151,42 @@ def test_auto_plan_folds_a_small_leftover(monkeypatch):
     assert sizes == [16, 16, 16, 4]
 
 
+def test_one_chunk_shortcut_agrees_with_the_plan(monkeypatch):
+    """Where ``plan_is_one_chunk`` says True, ``plan_chunks`` yields the single range ``(0, n)`` and measures nothing
+    (fixed sizes, an exploration at its start or resumed, a remembered size with a folded leftover, the memory cap);
+    the sequential walk then skips the planner."""
+    monkeypatch.setattr(planner, "_best_chunk", {"known-16": 16})
+    monkeypatch.setattr(planner, "_exploration", {"resumed": (8, {4: 1e-3}, {4: 2})})
+
+    def state():  # an exploration entry without measurements is the same as none
+        return dict(planner._best_chunk), {k: v for k, v in planner._exploration.items() if v[1]}
+
+    answers = {}
+    for ibs, n, numel, key in [(None, n, numel, key) for key in (None, "known-16", "resumed", "fresh")
+                               for numel in (1, 1 << 14, planner.AUTO_ELEMENT_BUDGET // 16)
+                               for n in (1, 3, 4, 7, 8, 9, 12, 16, 24, 25, 40)] + [
+                               (ibs, n, 1, None) for ibs in (1, 4, 16) for n in (1, 4, 5, 16, 17)]:
+        one = planner.plan_is_one_chunk(ibs, n, numel, key)
+        before = state()
+        if ibs is None:
+            chunks = _run_plan(monkeypatch, n, lambda s: 1.0, key=key, cap_numel=numel)
+        else:
+            chunks = [b - a for a, b in planner.plan_chunks(ibs, n, numel, key)]
+        if one:
+            assert chunks == [n] and state() == before, (ibs, n, numel, key, chunks)
+        planner._best_chunk.clear(), planner._best_chunk.update(before[0])
+        planner._exploration.clear(), planner._exploration.update(before[1])
+        answers[(ibs, n, numel, key)] = one
+    # rows below the first size, a remembered size (and a leftover of at most half of it), a fixed size: one call
+    assert answers[(None, 40, 1, "fresh")] and answers[(None, 16, 1 << 14, "known-16")]
+    assert answers[(None, 24, 1 << 14, "known-16")] and answers[(16, 16, 1, None)]
+    assert answers[(None, 7, 1 << 14, "resumed")]
+    # a chunk the exploration measures, more rows than one call takes, a leftover beyond the memory cap: not
+    assert not answers[(None, 4, 1 << 14, "fresh")] and not answers[(None, 9, 1 << 14, "resumed")]
+    assert not answers[(4, 5, 1, None)] and not answers[(None, 25, 1 << 14, "known-16")]
+    assert not answers[(None, 24, planner.AUTO_ELEMENT_BUDGET // 16, "known-16")]
+
+
 # ----------------------------------------------------------------------------------------------- sequential paths
 class SignPath(SequentialPath):
     """Toy sequential path: from the input, steps of ``-eps * sign(grad)`` (the docstring's example)."""

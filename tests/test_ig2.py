@@ -483,8 +483,34 @@ def test_nonfinite_gradient_raises():
 
     bad = Bad().double()
     x = torch.zeros(1, 6, dtype=D)
-    with pytest.raises(NonFiniteError):
+    with pytest.raises(NonFiniteError, match="step 0: the gradient of the representation distance"):
         IG2(bad, bad.fc).explain(x, torch.ones(2, 6, dtype=D), n_steps=3)
+
+
+def test_nan_output_on_the_path_names_the_outputs_and_the_hook_is_gone():
+    """Outputs, distance gradient and target gradient share one finiteness test per step; a NaN output alone (finite
+    gradients: the NaN branch of ``where`` passes no gradient) must still be named, and the representation hook,
+    attached for the whole walk, must be removed after the error."""
+
+    class NanAway(Head):
+        hooks_seen: list[int] = []
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            self.hooks_seen.append(len(self.fc._forward_pre_hooks))
+            out = self.fc(self.body(x))
+            return torch.where(x.sum(1, keepdim=True) < 2.5, torch.full_like(out, float("nan")), out)
+
+    model = NanAway()
+    x = torch.full((1, 6), 0.5, dtype=D)  # sum 3: finite at x; the path towards zeros crosses sum 2.5 in step 1
+    with pytest.raises(NonFiniteError, match="outputs") as err:
+        IG2(model, model.fc).explain(x, torch.zeros(1, 6, dtype=D), n_steps=8)
+    assert err.value.argument == "forward_func"
+    assert max(model.hooks_seen) == 1 and len(model.fc._forward_pre_hooks) == 0
+    model.hooks_seen.clear()
+    e = IG2(model, model.fc).explain(torch.full((2, 6), 0.9, dtype=D), torch.full((2, 6), 0.6, dtype=D), n_steps=4)
+    assert bool(torch.isfinite(e.attributions).all()) and len(model.fc._forward_pre_hooks) == 0
+    # at most one hook during any call (target and reference rows are evaluated without it), one in every step
+    assert set(model.hooks_seen) <= {0, 1} and model.hooks_seen.count(1) >= 4
 
 
 def test_string_representation_and_output_side():

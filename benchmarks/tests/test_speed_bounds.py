@@ -40,3 +40,21 @@ def test_guided_ig_bound_is_pathattr_guided_ig(model64):
     ours = GuidedIntegratedGradients(m).attribute(x, target=0, n_steps=60)
     bound = torch.from_numpy(minimal_guided_ig(m, x, 0, 60))
     assert float((ours - bound).abs().max()) <= 1e-9 * float(ours.abs().max())
+
+
+@pytest.mark.parametrize("step_size", [None, 0.05])
+def test_ig2_bound_is_pathattr_ig2_reference(model64, step_size):
+    from pathattr import IG2
+    from pathattr_bench.speed.bounds import minimal_ig2
+    from pathattr_bench.speed.common import representation_of
+
+    m, shape, name = model64
+    rep = representation_of(name, m)
+    x, refs = make_inputs(name, shape, 2).double(), make_inputs(name, shape, 3, seed=3).double()
+    attr, gap = minimal_ig2(m, rep, x, refs, 1, 12, step_size, (0.0, 1.0))
+    ours = IG2(m, rep).explain(x, refs, target=1, n_steps=12, step_size=step_size, bounds=(0.0, 1.0),
+                               preset="reference")
+    scale = float(attr.abs().max())
+    assert scale > 0
+    assert float((ours.attributions - attr).abs().max()) <= 1e-9 * scale
+    assert torch.allclose(ours.convergence_delta, gap, rtol=0, atol=1e-9 * scale)

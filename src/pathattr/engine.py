@@ -34,6 +34,7 @@ from .planner import (  # noqa: F401 - re-exported: the engine's public planning
     AUTO_TOLERANCE,
     chunk_ranges,
     plan_chunks,
+    plan_is_one_chunk,
     planner_key,
     resolve_chunk_size,
     row_numel,
@@ -255,22 +256,23 @@ def integrate_sequential_path(
     walk = _Walk(model, path, internal_batch_size, path.example_index(row_ids), inputs, row_ids, acc_dtype)
     sums = _RiemannSums(walk, segments, end_outputs, direction) if riemann else None
     stream = _Streamed(integrator, walk, path, inputs, end_outputs, batch, k) if integrator and not riemann else None
-    for j in range(path.n_steps):
-        points = path.points(rows)
-        ev = walk.evaluate(points, integrator is not None, False, key)
-        disp = path.advance(ev, rows)
-        if direction > 0 and j == 0 and ev.outputs is not None:
-            start_outputs[row_ids] = ev.outputs.to(start_outputs.dtype)
-        if sums is not None:
-            sums.step(points, ev, disp, lambda: path.points(rows))
-        elif stream is not None:
-            stream.step(j, ev, disp, start_outputs)
-    end_gradient = end_gradient or (sums is not None and sums.needs_end_gradient)
-    end = None
-    if direction < 0 or end_gradient or evaluate_end or integrator is None:
-        end = walk.evaluate(path.points(rows), end_gradient, True, key + ("end",))
-        if direction < 0:
-            start_outputs[row_ids] = end.outputs.to(start_outputs.dtype)  # type: ignore[union-attr]
+    with path.walking():
+        for j in range(path.n_steps):
+            points = path.points(rows)
+            ev = walk.evaluate(points, integrator is not None, False, key)
+            disp = path.advance(ev, rows)
+            if direction > 0 and j == 0 and ev.outputs is not None:
+                start_outputs[row_ids] = ev.outputs.to(start_outputs.dtype)
+            if sums is not None:
+                sums.step(points, ev, disp, lambda: path.points(rows))
+            elif stream is not None:
+                stream.step(j, ev, disp, start_outputs)
+        end_gradient = end_gradient or (sums is not None and sums.needs_end_gradient)
+        end = None
+        if direction < 0 or end_gradient or evaluate_end or integrator is None:
+            end = walk.evaluate(path.points(rows), end_gradient, True, key + ("end",))
+            if direction < 0:
+                start_outputs[row_ids] = end.outputs.to(start_outputs.dtype)  # type: ignore[union-attr]
     if sums is not None:
         per_path, extras = sums.finish(path.points(rows), end, n_paths)
         return SequentialResult(_mean_paths(per_path, batch, k), per_path, extras, start_outputs, end, row_ids)
@@ -444,6 +446,7 @@ class _Walk:
         self.model, self.path, self.ibs, self.example = model, path, internal_batch_size, example
         self.numel = row_numel(inputs)
         self.row_ids = row_ids
+        self._single: dict[tuple, bool] = {}  # per planner key: all rows fit one call that the plan does not time
         #: zero rows (one per active path) in the accumulation dtype, per input
         self.zeros = tuple(torch.zeros((row_ids.numel(), *t.shape[1:]), dtype=acc_dtype, device=t.device)
                            for t in inputs)
@@ -455,7 +458,10 @@ class _Walk:
         parts = []
         cap = self.path.max_walk_rows
         ibs = self.ibs if cap is None else (cap if self.ibs is None else min(self.ibs, cap))
-        if n == 1 or (ibs is not None and n <= ibs):  # one chunk whatever the plan: no planning, no slices
+        single = self._single.get(key)
+        if single is None:  # the row count is fixed for the walk: decided once per kind of evaluation
+            single = self._single[key] = n == 1 or plan_is_one_chunk(ibs, n, self.numel, key)
+        if single:  # one chunk: no planning, no slices
             return self._chunk(row_ids, points, self.example, gradient, final)
         for a, b in plan_chunks(ibs, n, self.numel, key):
             parts.append(self._chunk(row_ids[a:b], tuple(t[a:b] for t in points), self.example[a:b], gradient, final))

@@ -129,6 +129,23 @@ def plan_chunks(
         _exploration[key] = (size, tried, samples)  # short calls continue the exploration where this one stopped
 
 
+def plan_is_one_chunk(
+    internal_batch_size: int | None, n_rows: int, numel: int = 1, key: Hashable | None = None
+) -> bool:
+    """Whether :func:`plan_chunks` would give the single range ``(0, n_rows)`` and learn nothing from it (no
+    measurement of the automatic plan): the caller may then evaluate all rows at once without planning."""
+    if internal_batch_size is not None:
+        return n_rows <= resolve_chunk_size(internal_batch_size, n_rows, numel)
+    cap = max(1, AUTO_ELEMENT_BUDGET // max(1, numel))
+    known = _best_chunk.get(key) if key is not None else None
+    resumed = _exploration.get(key) if key is not None and known is None else None
+    first = 1 << max(2, (AUTO_START_ELEMENTS // max(1, numel)).bit_length() - 1)
+    size = min(cap, known or (resumed[0] if resumed else first))
+    if known is None and size < cap:  # exploring: only a chunk shorter than the size is not measured
+        return n_rows < size
+    return n_rows <= size or (n_rows - size <= size // 2 and n_rows <= cap)
+
+
 def planner_key(model: Any, rows: Sequence[Tensor], kind: str) -> tuple:
     """Cache key of the automatic planner: the model, what is computed and the row layout."""
     return (id(model.forward_func), kind, tuple((tuple(t.shape[1:]), t.dtype, t.device.type) for t in rows))

@@ -5,7 +5,9 @@ docs/contributing_paths.md."""
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -138,6 +140,13 @@ class SequentialPath(ABC):
     @abstractmethod
     def points(self, rows: Tensor | None) -> tuple[Tensor, ...]:
         """Current points of paths ``rows`` (all paths if None), model-ready: one ``[n, *S]`` tensor per input."""
+
+    @contextlib.contextmanager
+    def walking(self) -> Iterator[None]:
+        """Context the engine holds for the whole walk (every step and the last evaluation); a path sets up what
+        its steps share here, e.g. IG2 attaches its representation hook once instead of once per forward call.
+        Whatever it changes on the model must be undone on exit, also on exceptions. Default: nothing."""
+        yield
 
     def evaluate(
         self, model: Any, rows: Tensor, points: tuple[Tensor, ...], example_index: Tensor, gradient: bool,

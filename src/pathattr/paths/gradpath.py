@@ -34,7 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from ..engine import walk_sequential_path
-from ..errors import InputValidationError, NoGradientError, NonFiniteError
+from ..errors import InputValidationError, NoGradientError, NonFiniteError, check_finite
 from ..forward import Cost as _Cost
 from ..forward import ModelFunction, TargetType, find_modules, model_guard, track_cost
 from ..planner import plan_chunks, planner_key, row_numel
@@ -102,6 +102,9 @@ def equivalent_step_size(
 
 
 # ----------------------------------------------------------------------------------------------- representation
+_NOT_CALLED = object()  # what the capture holds until the module's hook runs
+
+
 class RepresentationCapture:
     """Captures the representation ``phi(z)`` during the model's own forward pass.
 
@@ -121,6 +124,7 @@ class RepresentationCapture:
                 f"`representation_side` must be 'input' or 'output', got {side!r}.", "representation_side"
             )
         self.side = side
+        self._slot: list | None = None  # set while attached (:meth:`attached`)
         roots = find_modules(forward_func)
         if isinstance(representation, str):
             module = None
@@ -152,16 +156,40 @@ class RepresentationCapture:
                 "representation",
             )
 
+    @contextlib.contextmanager
+    def attached(self) -> Iterator[None]:
+        """Keep the capture hook on the module for a whole walk (one hook instead of one per :meth:`forward`);
+        removed on exit, also on exceptions. A no-op for a callable representation or when already attached."""
+        if self.module is None or self._slot is not None:
+            yield
+            return
+        slot: list = [None]
+        with self._hook(slot, keep_last=True):
+            self._slot = slot
+            try:
+                yield
+            finally:
+                self._slot = None
+
     def describe(self) -> str:
         if self.module is not None:
             return f"{type(self.module).__name__}.{self.side}"
         return getattr(self.function, "__name__", type(self.function).__name__)
 
     @contextlib.contextmanager
-    def _hook(self, store: list) -> Iterator[None]:
+    def _hook(self, store: list, keep_last: bool = False) -> Iterator[None]:
+        """Hook the module: every call appends what it captures to ``store`` (``keep_last``: overwrites
+        ``store[0]``)."""
         assert self.module is not None
+        put = store.__setitem__ if keep_last else None
         if self.side == "input":
-            handle = self.module.register_forward_pre_hook(lambda mod, args: store.append(args[0] if args else None))
+            if put is not None:
+                handle = self.module.register_forward_pre_hook(lambda mod, args: put(0, args[0] if args else None))
+            else:
+                handle = self.module.register_forward_pre_hook(
+                    lambda mod, args: store.append(args[0] if args else None))
+        elif put is not None:
+            handle = self.module.register_forward_hook(lambda mod, args, out: put(0, out))
         else:
             handle = self.module.register_forward_hook(lambda mod, args, out: store.append(out))
         try:
@@ -180,16 +208,23 @@ class RepresentationCapture:
                     "representation",
                 )
             return out, h
-        store: list = []
-        with self._hook(store):
+        slot = self._slot
+        if slot is not None:  # attached for the walk: the hook overwrites slot[0]
+            slot[0] = _NOT_CALLED
             out = model.forward((points,), example_index)
-        if not store:
+            h = slot[0]
+            slot[0] = None
+        else:
+            store: list = []
+            with self._hook(store):
+                out = model.forward((points,), example_index)
+            h = store[-1] if store else _NOT_CALLED
+        if h is _NOT_CALLED:
             raise InputValidationError(
                 f"`representation` ({type(self.module).__name__}) was never called by the model's forward; "
                 "choose a module the forward pass runs through.",
                 "representation",
             )
-        h = store[-1]
         if isinstance(h, (tuple, list)):
             h = h[0]
         if not isinstance(h, Tensor) or h.ndim == 0 or h.shape[0] != points.shape[0]:
@@ -221,14 +256,16 @@ def gradpath_step(
     """
     n = points.shape[0]
     norm = torch.linalg.vector_norm(cf_gradients.reshape(n, -1), dim=1)
-    eta = torch.as_tensor(step_size, dtype=norm.dtype, device=norm.device)
+    ready = isinstance(step_size, Tensor) and step_size.dtype == norm.dtype and step_size.device == norm.device
+    eta = step_size if ready else torch.as_tensor(step_size, dtype=norm.dtype, device=norm.device)
     if distance is not None:
         newton = distance.detach().to(norm.dtype).clamp_min(0) / norm.clamp_min(torch.finfo(norm.dtype).tiny)
         eta = torch.minimum(eta, newton)
     scale = eta / norm.clamp_min(eps)
     if frozen is not None:
         scale = scale.masked_fill(frozen, 0.0)
-    new = points - cf_gradients * scale.view(-1, *([1] * (points.ndim - 1))).to(points.dtype)
+    scale = scale.view(-1, *([1] * (points.ndim - 1)))
+    new = points - cf_gradients * (scale if scale.dtype == points.dtype else scale.to(points.dtype))
     if bounds is not None:
         new = new.clamp(bounds[0], bounds[1])
     if frozen is not None and bool(frozen.any()):
@@ -347,6 +384,7 @@ class GradPath(SequentialPath):
         self.capture, self.rho, self.example, self.n_steps = capture, rho, example_index, n_steps
         self.step_size, self.bounds, self.eps, self.distance = step_size, bounds, eps, distance
         self.point = start.detach().clone()
+        self._rho_stats: tuple[Tensor, Tensor, float] | None = None  # float64 rows and norms of rho, tolerance
         self.dtype = start.dtype
         self.step = 0
         self.distances: list[Tensor] = []
@@ -394,12 +432,37 @@ class GradPath(SequentialPath):
         z = points[0].detach().requires_grad_(True)
         out, h = self.capture.forward(model, z, example_index)
         d = self._distance(h, rho)
-        u = self._cf_gradient(model, d, z, out, retain=gradient)
-        extras = {"cf_gradient": u, "distance": d.detach(), "at_floor": at_noise_floor(h, rho)}
+        u = self._cf_gradient(model, d, z, out, retain=gradient, check=not gradient)
+        extras = {"cf_gradient": u, "distance": d.detach(), "at_floor": self._at_floor(h, rows)}
         if not gradient:
             return StepEvaluation(None, None, extras)
-        values = model.select(out, example_index)
-        return StepEvaluation((self._target_gradient(model, values, z),), values.detach(), extras)
+        values = model.select(out, example_index, check=False)
+        g = self._target_gradient(model, values, z)
+        outputs = values.detach()
+        if not bool(torch.isfinite(outputs.sum() + u.sum() + g.sum())):  # one test; the exact ones name what failed
+            check_finite(outputs, "forward_func", "outputs")
+            _check_finite_fast(u, f"GradPath step {self.step}: the gradient of the representation distance")
+            _check_finite_fast(g, f"GradPath step {self.step}: the gradient of the target output")
+        return StepEvaluation((g,), outputs, extras)
+
+    @contextlib.contextmanager
+    def walking(self) -> Iterator[None]:
+        """The representation hook stays on the module for the whole walk."""
+        with self.capture.attached():
+            yield
+
+    def _at_floor(self, h: Tensor, rows: Tensor) -> Tensor:
+        """:func:`at_noise_floor` of rows ``rows`` with the references' float64 rows and norms computed once."""
+        if self._rho_stats is None:
+            rho64 = self.rho.detach().reshape(self.rho.shape[0], -1).to(torch.float64)
+            self._rho_stats = (rho64, torch.linalg.vector_norm(rho64, dim=1), noise_floor_tolerance(h.dtype))
+        rho64, rho_norm, tol = self._rho_stats
+        n = h.shape[0]
+        if n != rho64.shape[0]:
+            rho64, rho_norm = rho64[rows], rho_norm[rows]
+        h64 = h.detach().reshape(n, -1).to(torch.float64)
+        diff = torch.linalg.vector_norm(h64 - rho64, dim=1)
+        return diff <= tol * (torch.linalg.vector_norm(h64, dim=1) + rho_norm)
 
     def advance(self, evaluation: StepEvaluation, rows: Tensor | None) -> tuple[Tensor, ...]:
         """``gamma_{j+1} = clip(gamma_j - eta u_j / max(|u_j|, eps))``; returns ``gamma_j - gamma_{j+1}``."""
@@ -468,7 +531,7 @@ class GradPath(SequentialPath):
         return new, norm
 
     def _target_gradient(self, model: ModelFunction, values: Tensor, z: Tensor) -> Tensor:
-        """``grad f_c`` at ``z`` (second backward through the retained graph), checked for NaN / inf."""
+        """``grad f_c`` at ``z`` (second backward through the retained graph); the caller checks it for NaN / inf."""
         if not values.requires_grad:
             return model.backward(values, (z,))[0]  # raises NoGradientError with the library's message
         model.cost.backward_calls += 1
@@ -476,10 +539,10 @@ class GradPath(SequentialPath):
         (g,) = torch.autograd.grad(values.sum(), z, allow_unused=True)
         if g is None:
             return model.backward(values, (z,))[0]
-        _check_finite_fast(g, f"GradPath step {self.step}: the gradient of the target output")
         return g
 
-    def _cf_gradient(self, model: ModelFunction, d: Tensor, z: Tensor, out: Any, retain: bool) -> Tensor:
+    def _cf_gradient(self, model: ModelFunction, d: Tensor, z: Tensor, out: Any, retain: bool,
+                     check: bool = True) -> Tensor:
         if not d.requires_grad:
             if not (isinstance(out, Tensor) and out.requires_grad):
                 raise NoGradientError(
@@ -494,7 +557,8 @@ class GradPath(SequentialPath):
         (u,) = torch.autograd.grad(d.sum(), z, retain_graph=retain, allow_unused=True)
         if u is None:
             return torch.zeros_like(z)
-        _check_finite_fast(u, f"GradPath step {self.step}: the gradient of the representation distance")
+        if check:
+            _check_finite_fast(u, f"GradPath step {self.step}: the gradient of the representation distance")
         return u
 
 

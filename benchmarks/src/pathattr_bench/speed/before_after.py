@@ -28,7 +28,7 @@ import torch
 
 from pathattr.integrators import quadrature
 
-from .bounds import minimal_guided_ig, minimal_ig
+from .bounds import minimal_guided_ig, minimal_ig, minimal_ig2
 from .common import LAST_CPU, interleaved_medians, make_inputs, make_model, representation_of
 from .suite import floor_fn, measure_floor
 
@@ -131,6 +131,7 @@ def row_ig2(name: str, b: int, r: int, steps: int) -> dict[str, Callable[[], Any
            for w in LIBS}  # the authors' algorithm: the computation of the two-pass peer and the fused floor
     fns["peer"] = lambda: two_pass_ig2(m, rep, x, refs, target=0, n_steps=steps, step_size=eta, bounds=(0.0, 1.0))
     fns["floor"] = fused_floor(m, rep, rows, rho, steps, 2)
+    fns["bound"] = lambda: minimal_ig2(m, rep, x, refs, 0, steps, eta, (0.0, 1.0))
     return fns
 
 
@@ -161,6 +162,7 @@ ROWS: dict[str, Callable[[], dict[str, Callable[[], Any]]]] = {
     "blur_cnn_1": lambda: row_blur("cnn", 1, 100),
     "blur_cnn_16": lambda: row_blur("cnn", 16, 100),
     "blur_eff_1": lambda: row_blur("efficientnet", 1, 16),
+    "ig2_mlp": lambda: row_ig2("mlp", 1, 4, 32),
     "ig2_cnn": lambda: row_ig2("cnn", 4, 4, 32),
     "ig2_eff": lambda: row_ig2("efficientnet", 1, 2, 8),
     "del_cnn_1": lambda: row_metric("cnn", 1, 32, "deletion"),

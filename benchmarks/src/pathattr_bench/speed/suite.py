@@ -49,7 +49,7 @@ from torch import nn
 import pathattr
 from pathattr.integrators import quadrature
 
-from .bounds import minimal_guided_ig, minimal_ig
+from .bounds import minimal_guided_ig, minimal_ig, minimal_ig2
 from .common import (
     LAST_CPU,
     forward_backward,
@@ -341,6 +341,8 @@ def ig2_cases(ctx: Context) -> list[Row]:
                                                       step_size=eta, bounds=(0.0, 1.0)),
             "floor": fused_floor(model, rep, x_rows, rho, steps, 2),
             "floor_1bwd": fused_floor(model, rep, x_rows, rho, steps, 1),
+            # the same algorithm bare: fused, with the noise-floor stop and one finiteness test per step
+            "bound": lambda x=x, r=r: minimal_ig2(model, rep, x, refs[:r], 0, steps, eta, (0.0, 1.0)),
         }
         med = interleaved_medians(fns, ctx.repeats)
         rows.append(_row(ctx, "IG2", b, steps, med, "two-pass ref.", ("two_pass",),
