@@ -25,6 +25,7 @@ distance along each path.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -181,17 +182,11 @@ class RepresentationCapture:
         """Hook the module: every call appends what it captures to ``store`` (``keep_last``: overwrites
         ``store[0]``)."""
         assert self.module is not None
-        put = store.__setitem__ if keep_last else None
+        put = functools.partial(store.__setitem__, 0) if keep_last else store.append
         if self.side == "input":
-            if put is not None:
-                handle = self.module.register_forward_pre_hook(lambda mod, args: put(0, args[0] if args else None))
-            else:
-                handle = self.module.register_forward_pre_hook(
-                    lambda mod, args: store.append(args[0] if args else None))
-        elif put is not None:
-            handle = self.module.register_forward_hook(lambda mod, args, out: put(0, out))
+            handle = self.module.register_forward_pre_hook(lambda mod, args: put(args[0] if args else None))
         else:
-            handle = self.module.register_forward_hook(lambda mod, args, out: store.append(out))
+            handle = self.module.register_forward_hook(lambda mod, args, out: put(out))
         try:
             yield
         finally:

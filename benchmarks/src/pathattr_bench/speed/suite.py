@@ -7,7 +7,8 @@ hand-written analysis around them is kept).
 What is compared, on an MLP (64 features), a small CNN (3x32x32) and EfficientNet-Lite0 (3x224x224, a real photo):
 
 * IG vs Captum's ``IntegratedGradients`` (same ``n_steps``, rule and batch; Captum at its default
-  ``internal_batch_size`` and at the best of a few);
+  ``internal_batch_size`` and at the best of a few; the note also compares ours with Captum asked for the
+  convergence delta, which computes the result ours returns: attributions and completeness gap);
 * Guided IG and Blur IG vs PAIR-code/saliency (NumPy, one example at a time; patched at runtime for NumPy 2, see
   :mod:`pathattr_bench.speed.guided_blur`);
 * IG2 vs the straightforward two-pass implementation of the authors' algorithm
@@ -16,9 +17,10 @@ What is compared, on an MLP (64 features), a small CNN (3x32x32) and EfficientNe
 * every method vs the **floor**: plain batched forward+backward calls (forward only for the metrics) of the same
   number of rows at the model's fastest batch size, measured in the same run; Guided IG and IG2 are sequential
   (one call per step), so ``floor@N`` (the same rows in calls of ``N`` rows) is shown too;
-* IG and Guided IG (one example) vs their **bound**: a bare plain-torch implementation of the same result
+* IG, Guided IG (one example) and IG2 vs their **bound**: a bare plain-torch implementation of the same result
   (:mod:`pathattr_bench.speed.bounds`: IG with its two end outputs for the completeness gap, in calls of the
-  floor's batch size; PAIR's Guided IG algorithm with its selection in NumPy): ``bound/floor`` is how far above
+  floor's batch size; PAIR's Guided IG algorithm with its selection in NumPy; IG2 fused, with its noise-floor
+  stop and finiteness test): ``bound/floor`` is how far above
   the floor a bare implementation of the same result is, ``ours/bound`` what pathattr's validation, planning
   and result object add;
 * scaling: seconds as the batch size ``N`` and ``n_steps`` grow (1..64), and the peak memory of IG against
@@ -231,13 +233,23 @@ def ig_cases(ctx: Context) -> list[Row]:
             for c in ibs:
                 fns[f"captum@{c}"] = lambda x=x, r=rule, c=c: CaptumIG(model).attribute(
                     x, target=0, n_steps=steps, method=r, internal_batch_size=c)
+            # Captum computing what ours returns: the attributions and the convergence delta (two more forwards)
+            for c in (None, *ibs):
+                fns["delta" if c is None else f"delta@{c}"] = lambda x=x, r=rule, c=c: CaptumIG(model).attribute(
+                    x, target=0, n_steps=steps, method=r, internal_batch_size=c, return_convergence_delta=True)
             alphas, weights = quadrature(rule, steps, torch.float32)
             fns["bound"] = lambda x=x, a=alphas, w=weights: minimal_ig(model, x, 0, a, w, ctx.floor.best_batch)
             fns.update(ctx.floors(n * steps))
             med = interleaved_medians(fns, ctx.repeats)
             best = min((k for k in med if k.startswith("captum")), key=med.get)
+            best_delta = min((k for k in med if k.startswith("delta")), key=med.get)
+
+            def label(key: str) -> str:
+                return "default" if "@" not in key else "ibs=" + key.split("@")[1]
+
             rows.append(_row(ctx, f"IG {rule}", n, steps, med, "Captum IG", ("captum", *[f"captum@{c}" for c in ibs]),
-                             f"Captum best: {'default' if best == 'captum' else 'ibs=' + best.split('@')[1]}"))
+                             f"Captum best: {label(best)}; with the convergence delta (ours' result): ours / its best "
+                             f"{med['ours'] / med[best_delta]:.2f} ({label(best_delta)})"))
     return rows
 
 
