@@ -58,3 +58,20 @@ def test_ig2_bound_is_pathattr_ig2_reference(model64, step_size):
     assert scale > 0
     assert float((ours.attributions - attr).abs().max()) <= 1e-9 * scale
     assert torch.allclose(ours.convergence_delta, gap, rtol=0, atol=1e-9 * scale)
+
+
+@pytest.mark.parametrize("mode", ["deletion", "insertion"])
+def test_causal_curve_bound_is_pathattr_metric(mode):
+    from pathattr import metrics
+    from pathattr_bench.speed.bounds import minimal_causal_curve
+
+    m, shape = make_model("cnn")
+    m = m.double()
+    x = make_inputs("cnn", shape, 2).double()
+    attr = torch.rand(2, 1, *shape[1:], generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    attr[0, 0, :4, :4] = 0.5  # ties: the lower flat index goes first in both
+    ours = getattr(metrics, mode)(m, x, attr, target=1, n_steps=12, substrate="zeros")
+    auc, curve = minimal_causal_curve(m, x, attr, 1, 12, mode)
+    assert torch.allclose(ours.curve, curve, rtol=0, atol=1e-12)
+    assert torch.allclose(ours.scores, auc, rtol=0, atol=1e-12)
+    assert float((curve[:, 0] - curve[:, -1]).abs().min()) > 1e-6  # the curve moves: a flipped one would differ

@@ -28,7 +28,7 @@ import torch
 
 from pathattr.integrators import quadrature
 
-from .bounds import minimal_guided_ig, minimal_ig, minimal_ig2
+from .bounds import minimal_causal_curve, minimal_guided_ig, minimal_ig, minimal_ig2
 from .common import LAST_CPU, interleaved_medians, make_inputs, make_model, representation_of
 from .suite import floor_fn, measure_floor
 
@@ -144,6 +144,7 @@ def row_metric(name: str, n: int, steps: int, kind: str) -> dict[str, Callable[[
     fns = {w: (lambda w=w: getattr(lib(w, "metrics"), kind)(m, x, attr, target=0, n_steps=steps,
                                                                substrate="zeros")) for w in LIBS}
     fns["floor"] = floor_fn(m, shape, n * (steps + 1), fl.best_batch, backward=False)
+    fns["bound"] = lambda: minimal_causal_curve(m, x, attr, 0, steps, kind, fl.best_batch)
     return fns
 
 

@@ -17,10 +17,11 @@ What is compared, on an MLP (64 features), a small CNN (3x32x32) and EfficientNe
 * every method vs the **floor**: plain batched forward+backward calls (forward only for the metrics) of the same
   number of rows at the model's fastest batch size, measured in the same run; Guided IG and IG2 are sequential
   (one call per step), so ``floor@N`` (the same rows in calls of ``N`` rows) is shown too;
-* IG, Guided IG (one example) and IG2 vs their **bound**: a bare plain-torch implementation of the same result
-  (:mod:`pathattr_bench.speed.bounds`: IG with its two end outputs for the completeness gap, in calls of the
-  floor's batch size; PAIR's Guided IG algorithm with its selection in NumPy; IG2 fused, with its noise-floor
-  stop and finiteness test): ``bound/floor`` is how far above
+* IG, Guided IG (one example), IG2 and the metrics vs their **bound**: a bare plain-torch implementation of the
+  same result (:mod:`pathattr_bench.speed.bounds`: IG with its two end outputs for the completeness gap, in calls
+  of the floor's batch size; PAIR's Guided IG algorithm with its selection in NumPy; IG2 fused, with its
+  noise-floor stop and finiteness test; deletion / insertion rows built and scored in calls of the floor's batch
+  size): ``bound/floor`` is how far above
   the floor a bare implementation of the same result is, ``ours/bound`` what pathattr's validation, planning
   and result object add;
 * scaling: seconds as the batch size ``N`` and ``n_steps`` grow (1..64), and the peak memory of IG against
@@ -51,7 +52,7 @@ from torch import nn
 import pathattr
 from pathattr.integrators import quadrature
 
-from .bounds import minimal_guided_ig, minimal_ig, minimal_ig2
+from .bounds import minimal_causal_curve, minimal_guided_ig, minimal_ig, minimal_ig2
 from .common import (
     LAST_CPU,
     forward_backward,
@@ -421,12 +422,15 @@ def _metric_rows(ctx: Context, quantus: Any, n: int, steps: int) -> list[Row]:
         fns["quantus"] = lambda: metric(model=model, x_batch=x_np, y_batch=y_np, a_batch=a_np, channel_first=True,
                                         device="cpu", batch_size=n)
     rows_fwd = n * (steps + 1)
+    best = ctx.floor.best_batch
+    fns["bound"] = lambda: minimal_causal_curve(model, x, attr, 0, steps, "deletion", best)
+    fns["bound_insertion"] = lambda: minimal_causal_curve(model, x, attr, 0, steps, "insertion", best)
     fns.update(ctx.floors(rows_fwd, backward=False))
     med = interleaved_medians(fns, ctx.repeats)
     out = [_row(ctx, "deletion", n, steps, med, "Quantus PixelFlipping", ("quantus",),
                 "forward-only floor; pixel granularity, zeros substrate")]
-    out.append(_row(ctx, "insertion", n, steps, med, "Quantus PixelFlipping", ("quantus",),
-                    "forward-only floor; zeros substrate", ours_key="ours_insertion"))
+    out.append(_row(ctx, "insertion", n, steps, {**med, "bound": med["bound_insertion"]}, "Quantus PixelFlipping",
+                    ("quantus",), "forward-only floor; zeros substrate", ours_key="ours_insertion"))
     return out
 
 
