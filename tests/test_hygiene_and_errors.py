@@ -192,3 +192,23 @@ def test_not_implemented_delta_for_saliency(mlp):
         Saliency(mlp).attribute(torch.ones(1, 6, dtype=torch.float64), return_convergence_delta=True)
     assert not Saliency(mlp).has_convergence_delta() and IntegratedGradients(mlp).has_convergence_delta()
     assert NoiseTunnel(Saliency(mlp)).name == "noise_tunnel(saliency)"
+
+
+def test_all_finite_of_several_tensors_is_the_elementwise_test():
+    """One summed test over several tensors: equal to ``isfinite(...).all()`` on every tensor, also when only the
+    sum overflows (finite elements), and for empty and integer tensors."""
+    from pathattr.errors import all_finite
+
+    big = torch.full((3,), 3e38)  # finite float32 elements whose sum overflows
+    cases = [
+        ((torch.ones(2), torch.zeros(3, 2)), True),
+        ((big, big), True),
+        ((torch.ones(2), torch.tensor([1.0, float("nan")])), False),
+        ((torch.tensor([float("-inf")]), torch.ones(1)), False),
+        ((torch.empty(0), torch.arange(3)), True),
+        ((torch.tensor([1.0 + 2.0j]), torch.tensor([float("inf")])), False),
+        ((), True),
+    ]
+    for tensors, expected in cases:
+        assert all_finite(*tensors) is expected
+        assert expected == all(bool(torch.isfinite(t).all()) for t in tensors)

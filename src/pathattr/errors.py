@@ -31,21 +31,24 @@ class NoGradientError(PathattrError, RuntimeError):
     """The model output does not depend (differentiably) on the attributed input."""
 
 
-def all_finite(tensor) -> bool:
-    """Whether every element of ``tensor`` is finite, from one summing pass: a NaN or infinite element makes the
-    sum NaN or infinite, so a finite sum proves the check; only a non-finite sum (such an element, or overflow)
-    takes the elementwise test. ``isfinite(t).all()`` writes and reads a mask: 45x slower on a chunk of 16
-    224x224x3 images (5.9 ms vs 0.13 ms), 3x on a single row."""
+def all_finite(*tensors) -> bool:
+    """Whether every element of ``tensors`` is finite, from one summing pass (one sum per tensor, added together,
+    one host sync): a NaN or infinite element makes the sum NaN or infinite, so a finite sum proves the check;
+    only a non-finite sum (such an element, or overflow) takes the elementwise test. ``isfinite(t).all()`` writes
+    and reads a mask: 45x slower on a chunk of 16 224x224x3 images (5.9 ms vs 0.13 ms), 3x on a single row."""
     import math
 
     import torch
 
-    if tensor.numel() == 0 or not (tensor.is_floating_point() or tensor.is_complex()):
+    tensors = [t for t in tensors if t.numel() and (t.is_floating_point() or t.is_complex())]
+    if not tensors:
         return True
-    total = tensor.detach().sum()
+    total = tensors[0].detach().sum()
+    for t in tensors[1:]:
+        total = total + t.detach().sum()
     if math.isfinite(float(total.abs() if total.is_complex() else total)):
         return True
-    return bool(torch.isfinite(tensor).all())
+    return all(bool(torch.isfinite(t).all()) for t in tensors)
 
 
 def check_finite(tensor, argument: str, what: str = "values") -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import math
 import os
 import sys
 import time
@@ -609,14 +608,8 @@ class ModelFunction:
             values = self.select(self.forward(points, example_index), example_index, check=False)
             grads = self.backward(values, points, check=False)
         values = values.detach()
-        # one finiteness test for the outputs and the gradients together (a sum is finite iff all its terms are,
-        # barring overflow); only a failure looks at each, outputs first
-        total = values.sum()
-        for g in grads:
-            total = total + g.sum()
-        if not math.isfinite(float(total)):
-            if not all_finite(values):
-                check_finite(values, "forward_func", "outputs")
+        if not all_finite(values, *grads):  # one test for outputs and gradients; a failure names which, outputs first
+            check_finite(values, "forward_func", "outputs")
             self._check_gradients(grads)
         return grads, values
 

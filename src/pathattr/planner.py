@@ -90,12 +90,7 @@ def plan_chunks(
     if internal_batch_size is not None:
         yield from chunk_ranges(n_rows, resolve_chunk_size(internal_batch_size, n_rows, numel))
         return
-    cap = max(1, AUTO_ELEMENT_BUDGET // max(1, numel))  # memory cap (rows), independent of this call's size
-    known = _best_chunk.get(key) if key is not None else None
-    first = 1 << max(2, (AUTO_START_ELEMENTS // max(1, numel)).bit_length() - 1)
-    resumed = _exploration.get(key) if key is not None and known is None else None
-    size = min(cap, known or (resumed[0] if resumed else first))
-    exploring = known is None and size < cap
+    cap, size, exploring, resumed = _auto_start(numel, key)
     tried: dict[int, float] = dict(resumed[1]) if resumed else {}
     samples: dict[int, int] = dict(resumed[2]) if resumed else {}
     start = 0
@@ -129,6 +124,17 @@ def plan_chunks(
         _exploration[key] = (size, tried, samples)  # short calls continue the exploration where this one stopped
 
 
+def _auto_start(numel: int, key: Hashable | None) -> tuple[int, int, bool, tuple | None]:
+    """Where the automatic plan for ``key`` starts: ``(memory cap in rows, first chunk size, whether it is still
+    exploring, the resumed exploration state or None)``."""
+    cap = max(1, AUTO_ELEMENT_BUDGET // max(1, numel))  # memory cap (rows), independent of this call's size
+    known = _best_chunk.get(key) if key is not None else None
+    first = 1 << max(2, (AUTO_START_ELEMENTS // max(1, numel)).bit_length() - 1)
+    resumed = _exploration.get(key) if key is not None and known is None else None
+    size = min(cap, known or (resumed[0] if resumed else first))
+    return cap, size, known is None and size < cap, resumed
+
+
 def plan_is_one_chunk(
     internal_batch_size: int | None, n_rows: int, numel: int = 1, key: Hashable | None = None
 ) -> bool:
@@ -136,12 +142,8 @@ def plan_is_one_chunk(
     measurement of the automatic plan): the caller may then evaluate all rows at once without planning."""
     if internal_batch_size is not None:
         return n_rows <= resolve_chunk_size(internal_batch_size, n_rows, numel)
-    cap = max(1, AUTO_ELEMENT_BUDGET // max(1, numel))
-    known = _best_chunk.get(key) if key is not None else None
-    resumed = _exploration.get(key) if key is not None and known is None else None
-    first = 1 << max(2, (AUTO_START_ELEMENTS // max(1, numel)).bit_length() - 1)
-    size = min(cap, known or (resumed[0] if resumed else first))
-    if known is None and size < cap:  # exploring: only a chunk shorter than the size is not measured
+    cap, size, exploring, _ = _auto_start(numel, key)
+    if exploring:  # only a chunk shorter than the size is not measured
         return n_rows < size
     return n_rows <= size or (n_rows - size <= size // 2 and n_rows <= cap)
 

@@ -35,7 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from ..engine import walk_sequential_path
-from ..errors import InputValidationError, NoGradientError, NonFiniteError, check_finite
+from ..errors import InputValidationError, NoGradientError, NonFiniteError, all_finite, check_finite
 from ..forward import Cost as _Cost
 from ..forward import ModelFunction, TargetType, find_modules, model_guard, track_cost
 from ..planner import plan_chunks, planner_key, row_numel
@@ -78,11 +78,14 @@ def noise_floor_tolerance(dtype: torch.dtype, ulps: float = NOISE_FLOOR_ULPS) ->
 
 def at_noise_floor(h: Tensor, rho: Tensor, ulps: float = NOISE_FLOOR_ULPS) -> Tensor:
     """``[n]`` bool: the representation difference of each row is at the float noise of ``h``'s dtype."""
-    n = h.shape[0]
-    h64, rho64 = h.detach().reshape(n, -1).to(torch.float64), rho.detach().reshape(n, -1).to(torch.float64)
-    diff = torch.linalg.vector_norm(h64 - rho64, dim=1)
-    scale = torch.linalg.vector_norm(h64, dim=1) + torch.linalg.vector_norm(rho64, dim=1)
-    return diff <= noise_floor_tolerance(h.dtype, ulps) * scale
+    rho64 = rho.detach().reshape(rho.shape[0], -1).to(torch.float64)
+    return _at_floor64(h, rho64, torch.linalg.vector_norm(rho64, dim=1), noise_floor_tolerance(h.dtype, ulps))
+
+
+def _at_floor64(h: Tensor, rho64: Tensor, rho_norm: Tensor, tol: float) -> Tensor:
+    """:func:`at_noise_floor` with ``rho`` as float64 rows ``[n, F]``, their norms and the tolerance given."""
+    h64 = h.detach().reshape(h.shape[0], -1).to(torch.float64)
+    return torch.linalg.vector_norm(h64 - rho64, dim=1) <= tol * (torch.linalg.vector_norm(h64, dim=1) + rho_norm)
 
 
 def squared_l2(h: Tensor, rho: Tensor) -> Tensor:
@@ -319,9 +322,8 @@ def resolve_references(inputs: Tensor, references: Any) -> Tensor:
 
 
 def _check_finite_fast(t: Tensor, what: str) -> None:
-    """Raise :class:`NonFiniteError` if ``t`` holds NaN or inf (one reduction; the exact test only if the sum
-    is not finite, which a finite sum can also be through overflow)."""
-    if not bool(torch.isfinite(t.sum())) and not bool(torch.isfinite(t).all()):
+    """Raise :class:`NonFiniteError` if ``t`` holds NaN or inf (:func:`~pathattr.errors.all_finite`)."""
+    if not all_finite(t):
         raise NonFiniteError(f"{what} contains NaN or inf; the model is not differentiable there.", "inputs")
 
 
@@ -434,7 +436,7 @@ class GradPath(SequentialPath):
         values = model.select(out, example_index, check=False)
         g = self._target_gradient(model, values, z)
         outputs = values.detach()
-        if not bool(torch.isfinite(outputs.sum() + u.sum() + g.sum())):  # one test; the exact ones name what failed
+        if not all_finite(outputs, u, g):  # one test for the step; the exact ones name what failed
             check_finite(outputs, "forward_func", "outputs")
             _check_finite_fast(u, f"GradPath step {self.step}: the gradient of the representation distance")
             _check_finite_fast(g, f"GradPath step {self.step}: the gradient of the target output")
@@ -452,12 +454,9 @@ class GradPath(SequentialPath):
             rho64 = self.rho.detach().reshape(self.rho.shape[0], -1).to(torch.float64)
             self._rho_stats = (rho64, torch.linalg.vector_norm(rho64, dim=1), noise_floor_tolerance(h.dtype))
         rho64, rho_norm, tol = self._rho_stats
-        n = h.shape[0]
-        if n != rho64.shape[0]:
+        if h.shape[0] != rho64.shape[0]:
             rho64, rho_norm = rho64[rows], rho_norm[rows]
-        h64 = h.detach().reshape(n, -1).to(torch.float64)
-        diff = torch.linalg.vector_norm(h64 - rho64, dim=1)
-        return diff <= tol * (torch.linalg.vector_norm(h64, dim=1) + rho_norm)
+        return _at_floor64(h, rho64, rho_norm, tol)
 
     def advance(self, evaluation: StepEvaluation, rows: Tensor | None) -> tuple[Tensor, ...]:
         """``gamma_{j+1} = clip(gamma_j - eta u_j / max(|u_j|, eps))``; returns ``gamma_j - gamma_{j+1}``."""
