@@ -213,6 +213,11 @@ def _row(ctx: Context, method: str, n: int, steps: int, med: dict[str, float], p
 # ----------------------------------------------------------------------------------------------- IG vs Captum
 
 
+def _captum_label(key: str) -> str:
+    """``"default"`` or ``"ibs=N"`` for a Captum variant's key (``captum``, ``captum@N``, ``delta@N``)."""
+    return "default" if "@" not in key else "ibs=" + key.split("@")[1]
+
+
 def ig_cases(ctx: Context) -> list[Row]:
     from captum.attr import IntegratedGradients as CaptumIG
 
@@ -229,28 +234,24 @@ def ig_cases(ctx: Context) -> list[Row]:
             fns: dict[str, Callable[[], Any]] = {
                 "ours": lambda x=x, r=rule: pathattr.IntegratedGradients(model).attribute(
                     x, target=0, n_steps=steps, method=r),
-                "captum": lambda x=x, r=rule: CaptumIG(model).attribute(x, target=0, n_steps=steps, method=r),
             }
-            for c in ibs:
-                fns[f"captum@{c}"] = lambda x=x, r=rule, c=c: CaptumIG(model).attribute(
-                    x, target=0, n_steps=steps, method=r, internal_batch_size=c)
-            # Captum computing what ours returns: the attributions and the convergence delta (two more forwards)
+            # Captum at its default and at each batch size; "delta": asked for the convergence delta too, which is
+            # the result ours returns (two more forwards)
             for c in (None, *ibs):
-                fns["delta" if c is None else f"delta@{c}"] = lambda x=x, r=rule, c=c: CaptumIG(model).attribute(
-                    x, target=0, n_steps=steps, method=r, internal_batch_size=c, return_convergence_delta=True)
+                for kind, delta in (("captum", False), ("delta", True)):
+                    fns[kind if c is None else f"{kind}@{c}"] = lambda x=x, r=rule, c=c, d=delta: CaptumIG(
+                        model).attribute(x, target=0, n_steps=steps, method=r, internal_batch_size=c,
+                                         return_convergence_delta=d)
             alphas, weights = quadrature(rule, steps, torch.float32)
             fns["bound"] = lambda x=x, a=alphas, w=weights: minimal_ig(model, x, 0, a, w, ctx.floor.best_batch)
             fns.update(ctx.floors(n * steps))
             med = interleaved_medians(fns, ctx.repeats)
             best = min((k for k in med if k.startswith("captum")), key=med.get)
             best_delta = min((k for k in med if k.startswith("delta")), key=med.get)
-
-            def label(key: str) -> str:
-                return "default" if "@" not in key else "ibs=" + key.split("@")[1]
-
+            note = (f"Captum best: {_captum_label(best)}; with the convergence delta (ours' result): ours / its best "
+                    f"{med['ours'] / med[best_delta]:.2f} ({_captum_label(best_delta)})")
             rows.append(_row(ctx, f"IG {rule}", n, steps, med, "Captum IG", ("captum", *[f"captum@{c}" for c in ibs]),
-                             f"Captum best: {label(best)}; with the convergence delta (ours' result): ours / its best "
-                             f"{med['ours'] / med[best_delta]:.2f} ({label(best_delta)})"))
+                             note))
     return rows
 
 
