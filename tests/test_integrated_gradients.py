@@ -297,3 +297,114 @@ def test_relative_gap_of_a_zero_output_difference():
     delta, relative = completeness(attr, out, base)
     assert delta.tolist() == [0.0, 0.5, -0.5]
     assert relative.tolist() == [0.0, math.inf, 0.5]  # 0/0 -> 0, gap over a zero difference -> inf
+
+
+# ------------------------------------------------------------------ f(x) and f(x') read from the path's own rows
+@pytest.mark.parametrize("method", ["riemann_trapezoid", "trapezoid"])
+@pytest.mark.parametrize("internal_batch_size", [None, 1, 7, 10, 31])
+def test_rules_with_both_ends_read_f_at_the_ends_from_their_rows(method, internal_batch_size, mlp, gen):
+    # the nodes include alpha = 0 and alpha = 1: no forward call of its own for x and x', in any chunking (7 and 31
+    # cut paths at other nodes than their ends, 1 puts every row in its own call)
+    x = torch.randn(3, 6, dtype=torch.float64, generator=gen)
+    base = torch.randn(3, 2, 6, dtype=torch.float64, generator=gen)  # two baselines per example
+    r = IntegratedGradients(mlp).explain(x, baselines=base, target=[2, 0, 1], n_steps=10, method=method,
+                                         internal_batch_size=internal_batch_size)
+    assert r.cost.forward_rows == 3 * 2 * 10 and r.cost.forward_calls == r.cost.backward_calls
+    target = torch.tensor([2, 0, 1])
+    with torch.no_grad():
+        fx = mlp(x).gather(1, target.view(-1, 1)).squeeze(1)
+        fb = mlp(base.reshape(6, 6)).view(3, 2, 3).gather(2, target.view(3, 1, 1).expand(3, 2, 1)).squeeze(2)
+    torch.testing.assert_close(r.outputs, fx, rtol=1e-13, atol=1e-13)
+    torch.testing.assert_close(r.baseline_outputs, fb.mean(1), rtol=1e-13, atol=1e-13)
+    assert r.target.tolist() == [2, 0, 1]
+    sums = r.attributions.sum(1)
+    torch.testing.assert_close(r.convergence_delta, sums - (fx - fb.mean(1)), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("target", [None, lambda out: out[:, 1]])
+def test_rules_with_both_ends_resolve_a_target_that_needs_f_at_x_first(target, mlp, gen):
+    # the predicted class and a callable need f(x) before the path: one forward call of [x; x'] first, as for
+    # every other rule, and the same attributions
+    x = torch.randn(4, 6, dtype=torch.float64, generator=gen)
+    r = IntegratedGradients(mlp).explain(x, target=target, n_steps=8, method="riemann_trapezoid")
+    assert r.cost.forward_rows == 4 + 4 + 32 and r.cost.forward_calls == 2
+    column = mlp(x).argmax(1) if target is None else torch.ones(4, dtype=torch.long)
+    deferred = IntegratedGradients(mlp).explain(x, target=column, n_steps=8, method="riemann_trapezoid")
+    assert deferred.cost.forward_rows == 32
+    torch.testing.assert_close(deferred.attributions, r.attributions, rtol=1e-13, atol=1e-13)
+    torch.testing.assert_close(deferred.outputs, r.outputs, rtol=1e-13, atol=1e-13)
+    torch.testing.assert_close(deferred.baseline_outputs, r.baseline_outputs, rtol=1e-13, atol=1e-13)
+
+
+def test_rules_with_both_ends_evaluate_x_alone_for_a_model_not_in_eval_mode(gen):
+    # eval_mode=False: batch statistics must never mix x with the path's rows, so f(x) gets its own call
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 6), nn.BatchNorm1d(6), nn.Linear(6, 3)).double().train()
+    x = torch.randn(4, 5, dtype=torch.float64, generator=gen)
+    r = IntegratedGradients(model, eval_mode=False).explain(x, target=1, n_steps=6, method="riemann_trapezoid")
+    assert r.cost.forward_rows == 4 + 4 + 24  # x, then x' (separately), then the path
+    assert model.training
+
+
+@pytest.mark.parametrize("method", ["riemann_trapezoid", "gausslegendre"])
+def test_deferred_target_raises_what_an_eager_resolution_raises(method, mlp):
+    # riemann_trapezoid fixes an explicit target at the path's first model call, gausslegendre at x: the same
+    # errors, naming the same argument
+    x = torch.randn(3, 6, dtype=torch.float64)
+    ig = IntegratedGradients(mlp)
+    cases = [
+        (dict(target=3), "out of range for 3 output classes"),
+        (dict(target=[0, 1]), "2 entries; expected one per example"),
+        (dict(target=[0, 5, 1]), "out of range"),
+        (dict(target=torch.tensor([0.0, 1.0, 2.0])), "integer class indices"),
+    ]
+    for kwargs, message in cases:
+        with pytest.raises(pathattr.errors.TargetError, match=message) as err:
+            ig.attribute(x, n_steps=5, method=method, **kwargs)
+        assert err.value.argument == "target"
+    scalar = nn.Sequential(nn.Linear(6, 1), nn.Flatten(0)).double()
+    with pytest.raises(pathattr.errors.TargetError, match="one output per example"):
+        IntegratedGradients(scalar).attribute(x, target=1, n_steps=5, method=method)
+    torch.testing.assert_close(  # target 0 on a one-output model is allowed by both
+        IntegratedGradients(scalar).attribute(x, target=0, n_steps=5, method=method),
+        IntegratedGradients(scalar).attribute(x, n_steps=5, method=method),
+    )
+    with pytest.raises(pathattr.errors.InputValidationError, match="batch dimension") as err:
+        ig.attribute(torch.randn(6, dtype=torch.float64), target=0, n_steps=5, method=method)
+    assert err.value.argument == "inputs"
+    conv = nn.Sequential(nn.Conv2d(3, 2, 3), nn.Flatten(), nn.Linear(2 * 4 * 4, 3)).double()
+    with pytest.raises(pathattr.errors.InputValidationError) as err:  # [C, H, W] without the batch axis
+        IntegratedGradients(conv).attribute(torch.randn(3, 6, 6, dtype=torch.float64), target=0, n_steps=5,
+                                            method=method)
+    assert err.value.argument == "inputs"
+
+    def nan_at_x(v: torch.Tensor) -> torch.Tensor:  # not finite at x only (the other rows are scaled down)
+        out = mlp(v)
+        return torch.where((v.abs().sum(1, keepdim=True) > 5.5), torch.full_like(out, math.nan), out)
+
+    far = torch.full((1, 6), 1.0, dtype=torch.float64)
+    with pytest.raises(pathattr.errors.NonFiniteError, match="outputs") as err:
+        IntegratedGradients(nan_at_x, model=mlp).attribute(far, target=0, n_steps=5, method=method)
+    assert err.value.argument == "forward_func"
+
+
+def test_straight_path_points_are_exactly_the_ends_at_alpha_0_and_1(gen):
+    from pathattr.paths.straight import StraightLinePath
+
+    x = torch.rand(2, 3, 64, generator=gen) * 7 - 3
+    base = torch.rand(2, 1, 3, 64, generator=gen) * 0.3
+    assert not torch.equal(base[:, 0] + (x - base[:, 0]), x)  # the textbook form rounds at alpha = 1
+    alphas, weights = quadrature("riemann_trapezoid", 9, torch.float32)
+    path = StraightLinePath.from_baselines((x,), (base,), alphas, weights)
+    assert path.end_nodes() == (0, 8)
+    for p, j in ((torch.arange(18) // 9, torch.arange(18) % 9), (torch.tensor([1, 0, 1]), torch.tensor([8, 8, 0]))):
+        (pts,) = path.points(p, j)  # path-major runs and scattered rows take different branches
+        for i in range(p.numel()):
+            end = x[p[i]] if j[i] == 8 else base[p[i], 0] if j[i] == 0 else None
+            if end is not None:
+                assert torch.equal(pts[i], end)
+            else:
+                a = alphas[j[i]]
+                torch.testing.assert_close(pts[i], base[p[i], 0] + a * (x[p[i]] - base[p[i], 0]))
+    gl = StraightLinePath.from_baselines((x,), (base,), *quadrature("gausslegendre", 9, torch.float32))
+    assert gl.end_nodes() == (None, None)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -67,15 +67,41 @@ def gradients_in_chunks(
     return tuple(torch.cat(g) for g in grads), torch.cat(outs)
 
 
+class ParametricIntegral(NamedTuple):
+    """What :func:`integrate_parametric_path` returns.
+
+    Attributes:
+        attributions: one ``[B, *S]`` tensor per input, the mean over each example's paths.
+        extras: the integrator's extras.
+        start_outputs: ``f`` at the baseline end of every path, ``[n_paths]``.
+        end_outputs: ``f`` at the input end of every path, ``[n_paths]``.
+    """
+
+    attributions: tuple[Tensor, ...]
+    extras: dict
+    start_outputs: Tensor
+    end_outputs: Tensor
+
+
+def reads_path_ends(path: ParametricPath, integrator: Integrator) -> bool:
+    """Whether :func:`integrate_parametric_path` can read ``f`` at both ends of every path from the rows it
+    evaluates (``end_outputs=None``): both ends are nodes of the path (:meth:`ParametricPath.end_nodes`) and the
+    integrator does not need them before the first row."""
+    if type(integrator) is not RiemannIntegrator:  # the others need them before the first row
+        return False
+    start, end = path.end_nodes()
+    return start is not None and end is not None
+
+
 def integrate_parametric_path(
     model: ModelFunction,
     path: ParametricPath,
     integrator: Integrator,
     internal_batch_size: int | None,
     inputs: tuple[Tensor, ...],
-    end_outputs: Tensor,
+    end_outputs: Tensor | None,
     start_outputs: Tensor | None = None,
-) -> tuple[tuple[Tensor, ...], dict, Tensor]:
+) -> ParametricIntegral:
     """Evaluate every node of every path and integrate; attributions are averaged over each example's paths.
 
     Rows are ordered path-major (all nodes of path 0, then path 1, ...) and cut into chunks of at most
@@ -87,20 +113,29 @@ def integrate_parametric_path(
         integrator: how gradients become attributions.
         internal_batch_size: rows per forward call (None: automatic).
         inputs: the explained inputs ``[B, *S]`` (shape, dtype and device of the attributions).
-        end_outputs: ``f`` at the input end of every path, ``[n_paths]``.
+        end_outputs: ``f`` at the input end of every path, ``[n_paths]``; None reads ``f`` at both ends from the
+            path's own rows, where :func:`reads_path_ends` (``start_outputs`` must then be None too).
         start_outputs: ``f`` at the baseline end of every path, ``[n_paths]``, if already known (evaluated here
             otherwise).
 
     Returns:
-        attributions (one ``[B, *S]`` tensor per input, mean over each example's paths), the integrator's
-        extras, and ``f`` at the baseline end of every path (``[n_paths]``).
+        a :class:`ParametricIntegral`: attributions, the integrator's extras and ``f`` at both ends of every path.
     """
     n_paths, n_nodes = path.n_paths, path.n_nodes
     batch = inputs[0].shape[0]
-    all_paths = torch.arange(n_paths, device=end_outputs.device)
+    device = inputs[0].device
+    all_paths = torch.arange(n_paths, device=device)
     example = path.example_index(all_paths)
     numel = row_numel(inputs)
-    if start_outputs is None:
+    ends: tuple[int, int] | None = None
+    if end_outputs is None:
+        if start_outputs is not None or not reads_path_ends(path, integrator):
+            raise ValueError("end_outputs=None needs a path with both ends among its nodes, a plain Riemann "
+                             "integrator and start_outputs=None")
+        ends = path.end_nodes()  # type: ignore[assignment]
+        start_parts: list[Tensor] = []
+        end_parts: list[Tensor] = []
+    elif start_outputs is None:
         start_outputs = torch.cat([
             model.outputs(path.start_points(all_paths[a:b]), example[a:b])
             for a, b in plan_chunks(internal_batch_size, n_paths, numel, planner_key(model, inputs, "outputs"))
@@ -122,7 +157,7 @@ def integrate_parametric_path(
     per_path = n_nodes + int(closing)
     plan = plan_chunks(internal_batch_size, n_paths * per_path, numel, planner_key(model, inputs, "gradients"))
     for a, b in plan:
-        flat = torch.arange(a, b, device=end_outputs.device)
+        flat = torch.arange(a, b, device=device)
         p, j = flat // per_path, flat % per_path
         if closing and bool((j == n_nodes).any()):
             far = start_outputs if path.direction < 0 else end_outputs
@@ -130,6 +165,9 @@ def integrate_parametric_path(
             continue
         points = path.points(p, j)
         grads, outs = model.gradients(points, path.example_index(p))
+        if ends is not None:  # the rows at the two end nodes, one per path, in path order
+            start_parts.append(_rows_at_node(outs, a, b, ends[0], per_path))
+            end_parts.append(_rows_at_node(outs, a, b, ends[1], per_path))
         if plain_riemann:
             summed = path.summed_products(p, j, grads)
             if summed is not None:
@@ -137,8 +175,16 @@ def integrate_parametric_path(
                 continue
         disp = path.displacements(p, j, points) if integrator.uses_displacements else None
         acc.update(Evaluation(p, j, grads, outs, disp))
-    result = acc.result()
-    return result, acc.extras, start_outputs
+    if ends is not None:
+        start_outputs, end_outputs = torch.cat(start_parts), torch.cat(end_parts)
+    return ParametricIntegral(acc.result(), acc.extras, start_outputs, end_outputs)  # type: ignore[arg-type]
+
+
+def _rows_at_node(outputs: Tensor, a: int, b: int, node: int, per_path: int) -> Tensor:
+    """The entries of ``outputs`` (the rows ``a:b`` of a path-major layout of ``per_path`` rows per path) at step
+    ``node``: a strided view, one per path whose row at that node lies in ``a:b``."""
+    first = a + (node - a) % per_path  # the first row at or after ``a`` with ``row % per_path == node``
+    return outputs[first - a :: per_path] if first < b else outputs[:0]
 
 
 def _with_closing_rows(

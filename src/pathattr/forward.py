@@ -387,6 +387,8 @@ class ModelFunction:
     target: Tensor | Callable[[Tensor], Tensor] | None = None
     #: ``(target tensor, its class index if uniform else None)``, see :meth:`_uniform_column`
     _column: tuple[Any, int | None] | None = field(default=None, init=False, repr=False, compare=False)
+    #: ``(normalized target, explained inputs)`` waiting to be fixed at the first model output (:meth:`defer_target`)
+    _deferred: tuple[Any, tuple[Tensor, ...]] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not callable(self.forward_func):
@@ -413,7 +415,17 @@ class ModelFunction:
         """Raw model output for rows ``inputs`` (``example_index[i]`` = example of row ``i``)."""
         self.cost.forward_calls += 1
         self.cost.forward_rows += int(inputs[0].shape[0])
-        return self.forward_func(*inputs, *self._row_args(example_index))
+        if self._deferred is None:
+            return self.forward_func(*inputs, *self._row_args(example_index))
+        try:
+            return self.forward_func(*inputs, *self._row_args(example_index))
+        except Exception:
+            # the first call of a deferred target failed: resolving it at ``x`` gives the error an eager resolution
+            # gives (e.g. inputs without their batch dimension); if that succeeds, the original error stands
+            target, inputs_x = self._deferred
+            self._deferred = None
+            self.resolve_target(target, inputs_x)
+            raise
 
     # ------------------------------------------------------------------ targets
     def resolve_target(self, target: TargetType, inputs: Sequence[Tensor]) -> Tensor:
@@ -435,6 +447,34 @@ class ModelFunction:
             self.target = target
             return self.select(output, None)
         return self._fix_target(target, output, inputs)
+
+    @staticmethod
+    def can_defer_target(target: TargetType) -> bool:
+        """Whether :meth:`defer_target` can fix ``target`` without ``f(x)``: an explicit class index (int, list or
+        tensor). None (the predicted class at ``x``) and callables need the output at ``x``."""
+        target = normalize_target(target)
+        if isinstance(target, bool) or target is None:
+            return False
+        return isinstance(target, (int, list, Tensor))
+
+    def defer_target(self, target: TargetType, inputs: Sequence[Tensor]) -> None:
+        """Fix ``target`` (one that :meth:`can_defer_target`) at the first model output of any rows instead of by
+        a forward call at ``inputs``: a method whose rows include ``x`` itself reads ``f_c(x)`` from them.
+
+        The validation and its errors are those of :meth:`resolve_target`: the target is checked against the
+        number of classes of that first output, and a first call that fails or returns no per-row output is
+        followed by :meth:`resolve_target` at ``inputs``, which raises the error it gives.
+        """
+        self._deferred = (normalize_target(target), tuple(inputs))
+
+    def _settle_target(self, output: Any, n_rows: int) -> None:
+        """Fix a deferred target at the first model output ``output`` of ``n_rows`` rows."""
+        target, inputs = self._deferred  # type: ignore[misc]
+        self._deferred = None
+        if isinstance(output, Tensor) and output.ndim in (1, 2) and output.shape[0] == n_rows:
+            self._store_target(target, output)
+        else:
+            self.resolve_target(target, inputs)  # the error an eager resolution gives for this model
 
     def resolve_target_with_rows(
         self, target: TargetType, inputs: Sequence[Tensor], points: Sequence[Tensor], example_index: Tensor
@@ -490,6 +530,13 @@ class ModelFunction:
                 "(or pass a callable `target`).",
                 "forward_func",
             )
+        self._store_target(target, output)
+        return self.select(output, None)
+
+    def _store_target(self, target: Any, output: Tensor) -> None:
+        """Validate a (normalized, non-callable) ``target`` against the model output ``output`` (``[n]`` or ``[n,
+        C]``; for ``target=None`` the rows must be the explained inputs) and store it as :attr:`target`."""
+        b = self.batch_size
         if output.ndim == 1:
             if target not in (None, 0) and not (isinstance(target, (list, tuple, Tensor)) and _all_zero(target)):
                 raise TargetError(
@@ -532,7 +579,6 @@ class ModelFunction:
             self.target = index.to(output.device)
             if isinstance(target, int):  # one class for every example, known without looking at the tensor
                 self._column = (self.target, target)
-        return self.select(output, None)
 
     def _accepts_unbatched(self, inputs: Sequence[Tensor], any_output: bool = False) -> bool:
         """Whether ``inputs`` look like one example without its batch dimension: the model runs when every input
@@ -561,6 +607,8 @@ class ModelFunction:
 
     def select(self, output: Any, example_index: Tensor | None, check: bool = True) -> Tensor:
         """The target scalar of every row: shape ``[n]`` (``check``: raise if one is not finite)."""
+        if self._deferred is not None:
+            self._settle_target(output, self.batch_size if example_index is None else int(example_index.shape[0]))
         if self.target is not None and not isinstance(self.target, Tensor):
             values = self.target(output)
             if not isinstance(values, Tensor) or values.ndim != 1:

@@ -69,6 +69,16 @@ class Session:
             self.outputs = self.model.resolve_target(self.target, self.inputs)
         return outputs_in_chunks(self.model, points, example_index, internal_batch_size)
 
+    def defer_target(self) -> bool:
+        """For a method whose rows include ``x`` itself: leave the target to the first model call of those rows
+        (:meth:`ModelFunction.defer_target`) where it needs no ``f(x)`` (an explicit class index) and the model is
+        in eval mode (so the rows it shares a call with do not change ``f(x)``). Returns whether it did; the method
+        then sets :attr:`outputs` from its rows."""
+        if not self.method.eval_mode or not self.model.can_defer_target(self.target):
+            return False
+        self.model.defer_target(self.target, self.inputs)
+        return True
+
     def resolve_path_starts(self, path: ParametricPath, internal_batch_size: int | None) -> Tensor:
         """:meth:`resolve` at the baseline end of every path of ``path``: ``f_c`` there, ``[n_paths]``."""
         every = torch.arange(path.n_paths, device=self.inputs[0].device)

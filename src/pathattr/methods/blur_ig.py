@@ -79,7 +79,7 @@ class BlurIntegratedGradients(PathMethod):
             sigmas = blur_sigmas(max_sigma, n_steps, sqrt)
             path = BlurPath(s.inputs, sigmas, float(grad_step), spatial_dims, padding, truncate)
             start_out = s.resolve_path_starts(path, internal_batch_size)
-            attributions, extras, start_out = integrate_parametric_path(
+            attributions, extras, start_out, _ = integrate_parametric_path(
                 s.model, path, self.integrator, internal_batch_size, s.inputs, s.outputs, start_out
             )
             hyper = {

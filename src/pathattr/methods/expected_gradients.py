@@ -82,7 +82,7 @@ class ExpectedGradients(AttributionMethod):
                 s.inputs, pools, index, n_samples, u.reshape(-1, 1), torch.ones_like(u).reshape(-1, 1),
                 self.multiply_by_inputs,
             )
-            attributions, _, start_out = integrate_parametric_path(
+            attributions, _, start_out, _ = integrate_parametric_path(
                 s.model, path, RiemannIntegrator(), internal_batch_size, s.inputs,
                 s.outputs.repeat_interleave(n_samples),
             )

@@ -537,7 +537,7 @@ class GradCFIG(_GradPathMethod):
             gradcf = su.path.point.reshape(su.batch, su.r, *su.x.shape[1:])
             alphas, weights = self.integrator.nodes(method, ig_steps, su.x.dtype, su.x.device)
             path = StraightLinePath.from_baselines(s.inputs, (gradcf,), alphas, weights, True)
-            attr, int_extras, start_out = integrate_parametric_path(
+            attr, int_extras, start_out, _ = integrate_parametric_path(
                 s.model, path, self.integrator, internal_batch_size, s.inputs, s.outputs.repeat_interleave(su.r)
             )
             extras = self._extras(s, su, end_out, end_pred, d_start, d_end, return_gradcf, references)

@@ -56,6 +56,12 @@ class ParametricPath(ABC):
     def start_points(self, path_index: Tensor) -> tuple[Tensor, ...]:
         """Baseline end of the given paths, ``[n, *S]`` per input."""
 
+    def end_nodes(self) -> tuple[int | None, int | None]:
+        """Optional: the node (step index) whose points are exactly :meth:`start_points` on every path, and the one
+        whose points are exactly the explained inputs, or None for an end that is not a node (the default). When
+        both are nodes, the engine can read ``f`` at the path ends from the rows it evaluates anyway."""
+        return None, None
+
     def summed_products(
         self, path_index: Tensor, step_index: Tensor, gradients: tuple[Tensor, ...]
     ) -> tuple[Tensor, tuple[Tensor, ...]] | None:

@@ -11,6 +11,10 @@ from .base import ParametricPath
 class StraightLinePath(ParametricPath):
     """``gamma(alpha) = x' + alpha (x - x')`` for every example and each of its ``k`` baselines.
 
+    Points are computed as :func:`torch.lerp` computes them, so that ``alpha = 0`` gives ``x'`` and ``alpha = 1``
+    gives ``x`` exactly (``x' + 1 * (x - x')`` rounds): a rule whose nodes include both ends reads ``f(x)`` and
+    ``f(x')`` from its own rows (:meth:`end_nodes`).
+
     Baselines are kept as a *pool* and gathered per chunk, so shared baselines or a reference set are never
     copied once per path.
 
@@ -80,6 +84,13 @@ class StraightLinePath(ParametricPath):
     def _node(self, table: Tensor, path_index: Tensor, step_index: Tensor) -> Tensor:
         return table[step_index] if table.ndim == 1 else table[path_index, step_index]
 
+    def end_nodes(self) -> tuple[int | None, int | None]:
+        """The nodes at ``alpha = 0`` and ``alpha = 1`` when the nodes are shared by all paths (None if absent)."""
+        if self.alphas.ndim != 1:
+            return None, None
+        nodes = self.alphas.tolist()
+        return (nodes.index(0.0) if 0.0 in nodes else None), (nodes.index(1.0) if 1.0 in nodes else None)
+
     def start_points(self, path_index: Tensor) -> tuple[Tensor, ...]:
         rows = self.baseline_index[path_index]
         return tuple(pool[rows] for pool in self.pools)
@@ -121,21 +132,27 @@ class StraightLinePath(ParametricPath):
             ex = self.example_index(path_index)
             out = []
             for x, start in zip(self.inputs, self.start_points(path_index)):
-                a = alpha.view(-1, *([1] * (x.ndim - 1))).to(x.dtype)
-                out.append(start + a * (x[ex] - start))
+                dt = torch.result_type(x, start)
+                a = alpha.view(-1, *([1] * (x.ndim - 1))).to(dt)
+                out.append(torch.lerp(start.to(dt), x[ex].to(dt), a))
             return tuple(out)
-        # long runs of one path (the engine's rows are path-major): ``x' + a (x - x')`` with ``x'`` and ``x - x'``
-        # broadcast from one row per run instead of gathered per row (two passes over the chunk instead of five;
-        # the same operations on the same values, so the same bits)
-        diffs = self._run_differences(path_index, runs)
-        self._last = (path_index, runs, diffs)
+        # long runs of one path (the engine's rows are path-major): the lerp broadcasts ``x'`` and ``x`` from one
+        # row per run instead of gathering them per row (one pass over the chunk; the same kernel on the same
+        # values, so the same bits as the gathered form)
+        self._last = (path_index, runs, self._run_differences(path_index, runs))
+        if self._baseline_list is None:
+            self._baseline_list = self.baseline_index.tolist()
         out = []
-        for x, pool, diff in zip(self.inputs, self.pools, diffs):
-            a = alpha.view(-1, *([1] * (x.ndim - 1))).to(x.dtype)
-            pts = torch.empty((path_index.shape[0], *x.shape[1:]), dtype=torch.result_type(x, pool), device=x.device)
-            for (p, lo, hi), d in zip(runs, diff):
-                seg = torch.mul(a[lo:hi], d, out=pts[lo:hi])
-                seg.add_(pool[self._baseline_list[p]].detach())  # type: ignore[index]  # x' + a (x - x'): + commutes exactly
+        for x, pool in zip(self.inputs, self.pools):
+            dt = torch.result_type(x, pool)
+            a = alpha.view(-1, *([1] * (x.ndim - 1))).to(dt)
+            pts = torch.empty((path_index.shape[0], *x.shape[1:]), dtype=dt, device=x.device)
+            for p, lo, hi in runs:
+                e = p // self.k
+                # detached: the points are leaves of the model call anyway, and ``out=`` kernels refuse inputs
+                # that require grad
+                torch.lerp(pool[self._baseline_list[p]].detach().unsqueeze(0).to(dt), x[e:e + 1].detach().to(dt),
+                           a[lo:hi], out=pts[lo:hi])
             out.append(pts)
         return tuple(out)
 

@@ -28,20 +28,28 @@ from pathattr.paths.gradpath import default_eps, noise_floor_tolerance
 
 def minimal_ig(model: nn.Module, x: torch.Tensor, target: int, alphas: torch.Tensor, weights: torch.Tensor,
                chunk: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """IG from a zero baseline with its completeness gap: one forward of the two ends, forward + backward of all
-    ``B * n_steps`` nodes in calls of ``chunk`` rows (default: one call), the weighted sum."""
+    """IG from a zero baseline with its completeness gap: forward + backward of all ``B * n_steps`` nodes in calls
+    of ``chunk`` rows (default: one call), the weighted sum, and ``f(x)``, ``f(x')``: read from the rows where the
+    nodes include both ends (``alphas[0] = 0``, ``alphas[-1] = 1``), else one forward of the two ends."""
     b, n = x.shape[0], alphas.shape[0]
     base = torch.zeros_like(x)
-    with torch.no_grad():
-        ends = model(torch.cat([x, base]))[:, target]
+    both_ends = float(alphas[0]) == 0.0 and float(alphas[-1]) == 1.0
+    if not both_ends:
+        with torch.no_grad():
+            ends = model(torch.cat([x, base]))[:, target]
     shape = (1, n) + (1,) * (x.ndim - 1)
     points = (base.unsqueeze(1) + alphas.view(shape) * (x - base).unsqueeze(1)).flatten(0, 1)
-    grads = []
+    grads, outs = [], []
     for rows in points.split(chunk or points.shape[0]):
         rows = rows.requires_grad_(True)
-        grads.append(torch.autograd.grad(model(rows)[:, target].sum(), rows)[0])
+        out = model(rows)[:, target]
+        grads.append(torch.autograd.grad(out.sum(), rows)[0])
+        outs.append(out.detach())
     grad = grads[0] if len(grads) == 1 else torch.cat(grads)
     attr = (grad.view(b, n, *x.shape[1:]) * weights.view(shape)).sum(1) * (x - base)
+    if both_ends:  # the zero baseline makes the last node ``0 + 1 * x``, exactly x
+        per_node = torch.cat(outs).view(b, n)
+        return attr, attr.flatten(1).sum(1) - (per_node[:, -1] - per_node[:, 0])
     return attr, attr.flatten(1).sum(1) - (ends[:b] - ends[b:])
 
 
