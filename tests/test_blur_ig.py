@@ -222,3 +222,21 @@ def test_inputs_without_spatial_axes_are_rejected(mlp):
     with pytest.raises(InputValidationError) as err:
         BlurIntegratedGradients(mlp).attribute(torch.rand(2, 6, dtype=torch.float64))
     assert err.value.argument == "inputs"
+
+
+def test_attribute_without_the_delta_skips_the_forward_call_of_the_ends():
+    # attribute() returns only attributions: f(x) and f(blurred x) serve only the completeness gap
+    torch.manual_seed(0)
+    inner = SmallCNN().double().eval()
+    calls: list[int] = []
+    inner.register_forward_pre_hook(lambda m, args: calls.append(args[0].shape[0]))
+    x = torch.rand(2, 2, 8, 8, dtype=torch.float64)
+    blur = BlurIntegratedGradients(inner)
+    plain = blur.attribute(x, target=[1, 3], n_steps=10, max_sigma=3.0, internal_batch_size=8)
+    assert sum(calls) == 2 * 10
+    calls.clear()
+    attr, delta = blur.attribute(x, target=[1, 3], n_steps=10, max_sigma=3.0, internal_batch_size=8,
+                                 return_convergence_delta=True)
+    assert sum(calls) == 2 * 10 + 4 and calls[0] == 4  # [x; blurred x] in one call first
+    torch.testing.assert_close(plain, attr, rtol=1e-14, atol=1e-14)
+    assert delta.shape == (2,) and torch.isfinite(delta).all()

@@ -346,12 +346,16 @@ def test_rules_with_both_ends_evaluate_x_alone_for_a_model_not_in_eval_mode(gen)
     assert model.training
 
 
-@pytest.mark.parametrize("method", ["riemann_trapezoid", "gausslegendre"])
-def test_deferred_target_raises_what_an_eager_resolution_raises(method, mlp):
-    # riemann_trapezoid fixes an explicit target at the path's first model call, gausslegendre at x: the same
-    # errors, naming the same argument
+@pytest.mark.parametrize(("method", "call"), [("riemann_trapezoid", "explain"), ("riemann_trapezoid", "attribute"),
+                                            ("gausslegendre", "attribute"), ("gausslegendre", "explain")])
+def test_deferred_target_raises_what_an_eager_resolution_raises(method, call, mlp):
+    # the first three fix an explicit target at the path's first model call (the rows include x, or attribute()
+    # needs no f(x)); explain with gausslegendre fixes it at x first: the same errors, naming the same argument
+    def run(model, inputs, **kwargs):
+        ig = IntegratedGradients(model, model=mlp if not isinstance(model, nn.Module) else None)
+        return getattr(ig, call)(inputs, n_steps=5, method=method, **kwargs)
+
     x = torch.randn(3, 6, dtype=torch.float64)
-    ig = IntegratedGradients(mlp)
     cases = [
         (dict(target=3), "out of range for 3 output classes"),
         (dict(target=[0, 1]), "2 entries; expected one per example"),
@@ -360,32 +364,82 @@ def test_deferred_target_raises_what_an_eager_resolution_raises(method, mlp):
     ]
     for kwargs, message in cases:
         with pytest.raises(pathattr.errors.TargetError, match=message) as err:
-            ig.attribute(x, n_steps=5, method=method, **kwargs)
+            run(mlp, x, **kwargs)
         assert err.value.argument == "target"
     scalar = nn.Sequential(nn.Linear(6, 1), nn.Flatten(0)).double()
     with pytest.raises(pathattr.errors.TargetError, match="one output per example"):
-        IntegratedGradients(scalar).attribute(x, target=1, n_steps=5, method=method)
-    torch.testing.assert_close(  # target 0 on a one-output model is allowed by both
-        IntegratedGradients(scalar).attribute(x, target=0, n_steps=5, method=method),
-        IntegratedGradients(scalar).attribute(x, n_steps=5, method=method),
-    )
+        run(scalar, x, target=1)
+    ok = run(scalar, x, target=0)  # target 0 on a one-output model is allowed by both
+    torch.testing.assert_close(getattr(ok, "attributions", ok), IntegratedGradients(scalar).attribute(
+        x, n_steps=5, method=method), rtol=1e-13, atol=1e-13)
     with pytest.raises(pathattr.errors.InputValidationError, match="batch dimension") as err:
-        ig.attribute(torch.randn(6, dtype=torch.float64), target=0, n_steps=5, method=method)
+        run(mlp, torch.randn(6, dtype=torch.float64), target=0)
     assert err.value.argument == "inputs"
     conv = nn.Sequential(nn.Conv2d(3, 2, 3), nn.Flatten(), nn.Linear(2 * 4 * 4, 3)).double()
     with pytest.raises(pathattr.errors.InputValidationError) as err:  # [C, H, W] without the batch axis
-        IntegratedGradients(conv).attribute(torch.randn(3, 6, 6, dtype=torch.float64), target=0, n_steps=5,
-                                            method=method)
+        run(conv, torch.randn(3, 6, 6, dtype=torch.float64), target=0)
     assert err.value.argument == "inputs"
 
-    def nan_at_x(v: torch.Tensor) -> torch.Tensor:  # not finite at x only (the other rows are scaled down)
+    def nan_at_x(v: torch.Tensor) -> torch.Tensor:  # not finite at x = (1, ..., 1) only
         out = mlp(v)
-        return torch.where((v.abs().sum(1, keepdim=True) > 5.5), torch.full_like(out, math.nan), out)
+        return torch.where(v.sum(1, keepdim=True) >= 6.0, torch.full_like(out, math.nan), out)
 
     far = torch.full((1, 6), 1.0, dtype=torch.float64)
+    if method == "gausslegendre" and call == "attribute":  # x is not a row and f(x) is not needed: no error
+        assert torch.isfinite(run(nan_at_x, far, target=0)).all()
+        return
     with pytest.raises(pathattr.errors.NonFiniteError, match="outputs") as err:
-        IntegratedGradients(nan_at_x, model=mlp).attribute(far, target=0, n_steps=5, method=method)
+        run(nan_at_x, far, target=0)
     assert err.value.argument == "forward_func"
+
+
+class _RowCounter(nn.Module):
+    """Counts the rows of every forward call of ``inner``."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+        self.calls: list[int] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls.append(x.shape[0])
+        return self.inner(x)
+
+
+@pytest.mark.parametrize("method", ["gausslegendre", "riemann_left", "riemann_trapezoid"])
+def test_attribute_without_the_delta_skips_the_forward_call_of_the_ends(method, mlp, gen):
+    # attribute() returns only attributions: with an explicit target nothing evaluates f(x) or f(x') on its own;
+    # with the delta (or explain) they are evaluated as before, and the attributions are the same
+    x = torch.randn(4, 6, dtype=torch.float64, generator=gen)
+    model = _RowCounter(mlp)
+    ig = IntegratedGradients(model)
+    plain = ig.attribute(x, target=[0, 1, 2, 0], n_steps=8, method=method, internal_batch_size=12)
+    assert sum(model.calls) == 32 and len(model.calls) == 3
+    model.calls.clear()
+    with_delta, delta = ig.attribute(x, target=[0, 1, 2, 0], n_steps=8, method=method, internal_batch_size=12,
+                                     return_convergence_delta=True)
+    both_ends = method == "riemann_trapezoid"  # x and x' are rows: read from them
+    assert sum(model.calls) == 32 + (0 if both_ends else 8)
+    torch.testing.assert_close(plain, with_delta, rtol=1e-14, atol=1e-14)
+    explained = ig.explain(x, target=[0, 1, 2, 0], n_steps=8, method=method, internal_batch_size=12)
+    torch.testing.assert_close(explained.convergence_delta, delta, rtol=0, atol=1e-14)
+    assert explained.outputs is not None and explained.baseline_outputs is not None
+    model.calls.clear()
+    ig.attribute(x, n_steps=8, method=method, internal_batch_size=12)  # the predicted class needs f(x) first
+    assert model.calls[0] == 8 and sum(model.calls) == 32 + 8  # x and x' in one call, as explain does
+
+
+def test_attribute_mode_ends_with_the_call_also_after_an_error(mlp, gen):
+    x = torch.randn(2, 6, dtype=torch.float64, generator=gen)
+    ig = IntegratedGradients(mlp)
+    with pytest.raises(pathattr.errors.TargetError):
+        ig.attribute(x, target=7, n_steps=4)
+    r = ig.explain(x, target=1, n_steps=4)  # a later explain evaluates f(x) and f(x') again
+    assert r.outputs is not None and r.convergence_delta is not None
+    inner = IntegratedGradients(mlp)  # a method called inside another's attribute() keeps its own mode
+    tunnel = pathattr.NoiseTunnel(inner)
+    tunnel.attribute(x, target=1, n_steps=4, nt_samples=2, generator=0)
+    assert inner.explain(x, target=1, n_steps=4).convergence_delta is not None
 
 
 def test_straight_path_points_are_exactly_the_ends_at_alpha_0_and_1(gen):

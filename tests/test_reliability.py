@@ -205,7 +205,8 @@ def test_hooks_and_flags_restored_for_a_wrapped_model_after_an_exception():
         return net(x)
 
     with pytest.raises(RuntimeError, match="boom"):
-        IntegratedGradients(failing).attribute(torch.randn(2, 4, dtype=torch.float64), target=0, n_steps=4)
+        # explain: the rich result evaluates f at the inputs and baselines first (attribute() would not)
+        IntegratedGradients(failing).explain(torch.randn(2, 4, dtype=torch.float64), target=0, n_steps=4)
     assert _same_state(before, _state(net))
 
 

@@ -32,6 +32,8 @@ def test_ig_bound_is_pathattr_ig_with_its_gap(model64, rule, chunk):
     out = m(x)[:, 2] - m(torch.zeros_like(x))[:, 2]
     assert torch.allclose(gap, attr.flatten(1).sum(1) - out, rtol=0, atol=1e-12)
     assert torch.allclose(ours.convergence_delta, gap, rtol=0, atol=1e-6 * scale)
+    bare, none = minimal_ig(m, x, 2, alphas.double(), weights.double(), chunk, with_gap=False)
+    assert none is None and torch.allclose(bare, attr, rtol=0, atol=1e-12 * scale)
 
 
 def test_guided_ig_bound_is_pathattr_guided_ig(model64):

@@ -79,15 +79,22 @@ class ParametricIntegral(NamedTuple):
 
     attributions: tuple[Tensor, ...]
     extras: dict
-    start_outputs: Tensor
-    end_outputs: Tensor
+    start_outputs: Tensor | None
+    end_outputs: Tensor | None
+
+
+def needs_no_path_ends(integrator: Integrator) -> bool:
+    """Whether :func:`integrate_parametric_path` can integrate without ``f`` at the path ends
+    (``end_outputs=None``): the plain Riemann sum uses gradients and displacements only; the other integrators
+    use the outputs from the first row on."""
+    return type(integrator) is RiemannIntegrator
 
 
 def reads_path_ends(path: ParametricPath, integrator: Integrator) -> bool:
-    """Whether :func:`integrate_parametric_path` can read ``f`` at both ends of every path from the rows it
-    evaluates (``end_outputs=None``): both ends are nodes of the path (:meth:`ParametricPath.end_nodes`) and the
-    integrator does not need them before the first row."""
-    if type(integrator) is not RiemannIntegrator:  # the others need them before the first row
+    """Whether :func:`integrate_parametric_path` with ``end_outputs=None`` reads ``f`` at both ends of every path
+    from the rows it evaluates: both ends are nodes of the path (:meth:`ParametricPath.end_nodes`) and the
+    integrator needs no path ends before the first row."""
+    if not needs_no_path_ends(integrator):
         return False
     start, end = path.end_nodes()
     return start is not None and end is not None
@@ -113,13 +120,15 @@ def integrate_parametric_path(
         integrator: how gradients become attributions.
         internal_batch_size: rows per forward call (None: automatic).
         inputs: the explained inputs ``[B, *S]`` (shape, dtype and device of the attributions).
-        end_outputs: ``f`` at the input end of every path, ``[n_paths]``; None reads ``f`` at both ends from the
-            path's own rows, where :func:`reads_path_ends` (``start_outputs`` must then be None too).
+        end_outputs: ``f`` at the input end of every path, ``[n_paths]``; None (only where
+            :func:`needs_no_path_ends`, with ``start_outputs`` None too) reads ``f`` at both ends from the path's
+            own rows where :func:`reads_path_ends`, and otherwise integrates without them.
         start_outputs: ``f`` at the baseline end of every path, ``[n_paths]``, if already known (evaluated here
             otherwise).
 
     Returns:
-        a :class:`ParametricIntegral`: attributions, the integrator's extras and ``f`` at both ends of every path.
+        a :class:`ParametricIntegral`: attributions, the integrator's extras and ``f`` at both ends of every path
+        (None for both when ``end_outputs=None`` and the ends are not nodes).
     """
     n_paths, n_nodes = path.n_paths, path.n_nodes
     batch = inputs[0].shape[0]
@@ -128,13 +137,13 @@ def integrate_parametric_path(
     example = path.example_index(all_paths)
     numel = row_numel(inputs)
     ends: tuple[int, int] | None = None
+    start_parts: list[Tensor] = []
+    end_parts: list[Tensor] = []
     if end_outputs is None:
-        if start_outputs is not None or not reads_path_ends(path, integrator):
-            raise ValueError("end_outputs=None needs a path with both ends among its nodes, a plain Riemann "
-                             "integrator and start_outputs=None")
-        ends = path.end_nodes()  # type: ignore[assignment]
-        start_parts: list[Tensor] = []
-        end_parts: list[Tensor] = []
+        if start_outputs is not None or not needs_no_path_ends(integrator):
+            raise ValueError("end_outputs=None needs the plain Riemann integrator and start_outputs=None")
+        if reads_path_ends(path, integrator):
+            ends = path.end_nodes()  # type: ignore[assignment]
     elif start_outputs is None:
         start_outputs = torch.cat([
             model.outputs(path.start_points(all_paths[a:b]), example[a:b])

@@ -5,13 +5,14 @@ from __future__ import annotations
 import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from ..engine import outputs_in_chunks
+from ..engine import needs_no_path_ends, outputs_in_chunks, reads_path_ends
 from ..errors import InputValidationError
 from ..forward import (
     Cost,
@@ -31,6 +32,10 @@ from ..planner import AUTO_ELEMENT_BUDGET, row_numel
 from ..result import Explanation, completeness
 from ..validation import check_flag
 
+#: the method whose :meth:`AttributionMethod.attribute` call without ``return_convergence_delta`` is running: its
+#: sessions need no ``f(x)`` and no ``f`` at the baselines (nobody sees the completeness gap)
+_ATTRIBUTIONS_ONLY: ContextVar[object | None] = ContextVar("pathattr_attributions_only", default=None)
+
 
 @dataclass
 class Session:
@@ -43,6 +48,9 @@ class Session:
     outputs: Tensor  # None until :meth:`resolve` in a session opened with ``resolve=False``
     cost: Cost
     target: TargetType = None
+    #: False inside ``attribute(..., return_convergence_delta=False)``: only the attributions are returned, so a
+    #: method may skip the forward calls that serve only the completeness gap (``f(x)``, ``f`` at the baselines)
+    needs_outputs: bool = True
 
     @property
     def batch_size(self) -> int:
@@ -68,6 +76,17 @@ class Session:
         else:
             self.outputs = self.model.resolve_target(self.target, self.inputs)
         return outputs_in_chunks(self.model, points, example_index, internal_batch_size)
+
+    def integrates_without_ends(self, path: ParametricPath, integrator: Integrator) -> bool:
+        """Whether the method can pass ``end_outputs=None`` to
+        :func:`~pathattr.engine.integrate_parametric_path` instead of :meth:`resolve_path_starts`: the integrator
+        needs no path ends, ``f`` at them is either not needed (:attr:`needs_outputs` False) or read from the path's
+        own rows (both ends are nodes), and the target can be fixed without ``f(x)`` (:meth:`defer_target`, which
+        this calls). The method then sets :attr:`outputs` from the result's ``end_outputs`` (None when not read).
+        """
+        if not needs_no_path_ends(integrator) or (self.needs_outputs and not reads_path_ends(path, integrator)):
+            return False
+        return self.defer_target()
 
     def defer_target(self) -> bool:
         """For a method whose rows include ``x`` itself: leave the target to the first model call of those rows
@@ -191,7 +210,12 @@ class AttributionMethod(ABC):
         """Captum's return convention: the attributions (same structure as ``inputs``), or
         ``(attributions, convergence_delta)`` if ``return_convergence_delta``. Arguments as in :meth:`explain`.
         """
-        result = self.explain(inputs, *args, **kwargs)
+        # without the delta nobody sees f(x) or f at the baselines: the method's sessions may skip computing them
+        token = _ATTRIBUTIONS_ONLY.set(None if return_convergence_delta else self)
+        try:
+            result = self.explain(inputs, *args, **kwargs)
+        finally:
+            _ATTRIBUTIONS_ONLY.reset(token)
         if return_convergence_delta:
             if result.convergence_delta is None:
                 raise NotImplementedError(f"{self.name} has no convergence delta.")
@@ -213,7 +237,8 @@ class AttributionMethod(ABC):
         with model_guard(self.forward_func, self.eval_mode, getattr(self, "model", None)), \
                 track_cost(cost, items[0].device):
             outputs = model.resolve_target(target, items) if resolve else None
-            yield Session(self, items, inputs, model, outputs, cost, target)  # type: ignore[arg-type]
+            yield Session(self, items, inputs, model, outputs, cost, target,  # type: ignore[arg-type]
+                          needs_outputs=_ATTRIBUTIONS_ONLY.get() is not self)
 
 
 

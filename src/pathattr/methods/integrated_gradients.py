@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from ..baselines import BaselinesType, resolve_baselines
-from ..engine import integrate_parametric_path, reads_path_ends
+from ..engine import integrate_parametric_path
 from ..errors import InputValidationError
 from ..forward import ModelsType, TargetType, TensorOrTuple
 from ..integrators import Integrator, get_integrator
@@ -26,6 +26,11 @@ class IntegratedGradients(AttributionMethod):
 
     ``IG_i(x; x') = (x_i - x'_i) * integral_0^1 d f_c(x' + a (x - x')) / d x_i da``, approximated with a
     quadrature rule; with ``K`` baselines per example the result is the mean over them (multi-baseline IG).
+
+    ``explain`` also returns ``f(x)``, ``f`` at the baselines and the completeness gap. With the plain Riemann
+    integrator and an explicit class-index target, ``attribute`` without ``return_convergence_delta`` skips
+    their forward call (as Captum does), and rules whose nodes include both ends (``riemann_trapezoid``,
+    ``trapezoid``) read them from the path's own rows instead of a call of their own.
 
     Args:
         forward_func: model or callable returning ``[B]`` or ``[B, C]``.
@@ -94,12 +99,14 @@ class IntegratedGradients(AttributionMethod):
             alphas, weights = self.integrator.nodes(method, n_steps, x.dtype, x.device)
             path = StraightLinePath.from_baselines(s.inputs, base, alphas, weights, self.multiply_by_inputs)
             k = path.k
-            if reads_path_ends(path, self.integrator) and s.defer_target():
-                # both ends are nodes (riemann_trapezoid, trapezoid): f(x) and f(x') come from the path's own rows
+            if s.integrates_without_ends(path, self.integrator):
+                # f(x) and f(x') come from the path's own rows where both ends are nodes (riemann_trapezoid,
+                # trapezoid), and are not computed by attribute() without the convergence delta otherwise
                 attributions, extras, start_out, end_out = integrate_parametric_path(
                     s.model, path, self.integrator, internal_batch_size, s.inputs, None
                 )
-                s.outputs = end_out if k == 1 else end_out.view(s.batch_size, k)[:, 0]
+                if end_out is not None:
+                    s.outputs = end_out if k == 1 else end_out.view(s.batch_size, k)[:, 0]
             else:
                 start_out = s.resolve_path_starts(path, internal_batch_size)
                 attributions, extras, start_out, _ = integrate_parametric_path(
@@ -115,9 +122,11 @@ class IntegratedGradients(AttributionMethod):
                 "internal_batch_size": internal_batch_size,
                 **self.integrator.describe(),
             }
-            baseline_out = start_out if k == 1 else start_out.view(s.batch_size, k).mean(1)
+            baseline_out = None
+            if start_out is not None and self.multiply_by_inputs:
+                baseline_out = start_out if k == 1 else start_out.view(s.batch_size, k).mean(1)
             return s.explanation(
-                attributions, hyper, baseline_outputs=baseline_out if self.multiply_by_inputs else None,
+                attributions, hyper, baseline_outputs=baseline_out,
                 extras=extras,
             )
 

@@ -71,7 +71,7 @@ def row_ig(name: str, n: int, steps: int, rule: str = "gausslegendre") -> dict[s
             fns[f"peer@{c}"] = lambda c=c: CaptumIG(m).attribute(x, target=0, n_steps=steps, method=rule,
                                                                    internal_batch_size=c)
     alphas, weights = quadrature(rule, steps, torch.float32)
-    fns["bound"] = lambda: minimal_ig(m, x, 0, alphas, weights, fl.best_batch)
+    fns["bound"] = lambda: minimal_ig(m, x, 0, alphas, weights, fl.best_batch, with_gap=False)
     fns["floor"] = floor_fn(m, shape, n * steps, fl.best_batch)
     return fns
 

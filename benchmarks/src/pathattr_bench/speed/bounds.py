@@ -27,14 +27,16 @@ from pathattr.paths.gradpath import default_eps, noise_floor_tolerance
 
 
 def minimal_ig(model: nn.Module, x: torch.Tensor, target: int, alphas: torch.Tensor, weights: torch.Tensor,
-               chunk: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+               chunk: int | None = None, with_gap: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
     """IG from a zero baseline with its completeness gap: forward + backward of all ``B * n_steps`` nodes in calls
     of ``chunk`` rows (default: one call), the weighted sum, and ``f(x)``, ``f(x')``: read from the rows where the
-    nodes include both ends (``alphas[0] = 0``, ``alphas[-1] = 1``), else one forward of the two ends."""
+    nodes include both ends (``alphas[0] = 0``, ``alphas[-1] = 1``), else one forward of the two ends.
+    ``with_gap=False``: the attributions alone (what ``attribute()`` without the convergence delta returns; the
+    gap is None)."""
     b, n = x.shape[0], alphas.shape[0]
     base = torch.zeros_like(x)
     both_ends = float(alphas[0]) == 0.0 and float(alphas[-1]) == 1.0
-    if not both_ends:
+    if with_gap and not both_ends:
         with torch.no_grad():
             ends = model(torch.cat([x, base]))[:, target]
     shape = (1, n) + (1,) * (x.ndim - 1)
@@ -47,6 +49,8 @@ def minimal_ig(model: nn.Module, x: torch.Tensor, target: int, alphas: torch.Ten
         outs.append(out.detach())
     grad = grads[0] if len(grads) == 1 else torch.cat(grads)
     attr = (grad.view(b, n, *x.shape[1:]) * weights.view(shape)).sum(1) * (x - base)
+    if not with_gap:
+        return attr, None
     if both_ends:  # the zero baseline makes the last node ``0 + 1 * x``, exactly x
         per_node = torch.cat(outs).view(b, n)
         return attr, attr.flatten(1).sum(1) - (per_node[:, -1] - per_node[:, 0])
