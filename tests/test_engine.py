@@ -3,6 +3,8 @@ the sequential-path engine on a toy path integrated by hand."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 
@@ -54,15 +56,28 @@ def test_auto_plan_doubles_then_locks_at_fastest(monkeypatch):
     assert again == [16, 16, 16, 16]
 
 
-def test_auto_plan_prefers_large_chunks_when_flat(monkeypatch):
-    # per-row time flat within noise (+-5 %) beyond 8 rows: the largest near-best size wins
-    noise = iter([1.0, 1.04, 0.97, 1.03, 1.0, 0.99, 1.02] * 50)
+def test_auto_plan_prefers_small_chunks_when_flat(monkeypatch):
+    # per-row time flat within noise (+-4 %) from 8 rows on, a per-call overhead below: the smallest size within
+    # AUTO_SETTLE_TOLERANCE of the best wins (larger chunks would only add memory and risk, e.g. page faults)
+    noise = itertools.cycle([1.0, 1.04, 0.97, 1.03, 1.0, 0.99, 1.02])
 
     def cost(size):
         return size * 0.1 * next(noise) + (0.5 if size < 8 else 0.0)
 
-    _run_plan(monkeypatch, 4000, cost, key="model-b", cap_numel=1 << 14)
-    assert planner._best_chunk["model-b"] >= 128
+    planner._best_chunk.pop("model-b", None)
+    planner._exploration.pop("model-b", None)
+    sizes = _run_plan(monkeypatch, 4000, cost, key="model-b", cap_numel=1 << 14)
+    assert max(sizes) >= 256  # the exploration went on doubling within AUTO_TOLERANCE
+    assert 8 <= planner._best_chunk["model-b"] <= 16
+
+
+def test_auto_plan_still_picks_large_chunks_where_they_are_faster(monkeypatch):
+    # a per-call overhead of 10 row-times: the time per row falls with the size, and only sizes >= 256 rows are
+    # within 5 % of the best
+    planner._best_chunk.pop("model-h", None)
+    planner._exploration.pop("model-h", None)
+    _run_plan(monkeypatch, 20000, lambda s: 1.0 + 0.1 * s, key="model-h", cap_numel=1 << 12)
+    assert planner._best_chunk["model-h"] == 256
 
 
 def test_auto_plan_starts_larger_for_small_rows(monkeypatch):
@@ -134,12 +149,13 @@ def test_auto_plan_judges_a_clearly_slow_size_at_once(monkeypatch):
 
 def test_auto_plan_stops_growing_at_long_chunks(monkeypatch):
     # flat time per row (60 ms, a 224x224 CNN on CPU): 4-row chunks take 0.24 s, 8-row chunks 0.48 s >=
-    # AUTO_LONG_CHUNK_SECONDS: larger chunks could only save the per-call overhead, so the planner stops at 8
+    # AUTO_LONG_CHUNK_SECONDS: larger chunks could only save the per-call overhead, so the planner stops at 8 and
+    # settles on the smaller of the two, as fast per row
     planner._best_chunk.pop("model-g", None)
     planner._exploration.pop("model-g", None)
     sizes = _run_plan(monkeypatch, 64, lambda s: 0.06 * s, key="model-g", cap_numel=1 << 16, unit=1.0)
-    assert sizes[:4] == [4, 4, 8, 8] and set(sizes[4:]) == {8}
-    assert planner._best_chunk["model-g"] == 8
+    assert sizes[:4] == [4, 4, 8, 8] and set(sizes[4:]) == {4}
+    assert planner._best_chunk["model-g"] == 4
 
 
 def test_auto_plan_folds_a_small_leftover(monkeypatch):

@@ -77,3 +77,13 @@ def test_causal_curve_bound_is_pathattr_metric(mode):
     assert torch.allclose(ours.curve, curve, rtol=0, atol=1e-12)
     assert torch.allclose(ours.scores, auc, rtol=0, atol=1e-12)
     assert float((curve[:, 0] - curve[:, -1]).abs().min()) > 1e-6  # the curve moves: a flipped one would differ
+
+
+def test_chunk_size_timing_covers_every_size_and_the_automatic_plan():
+    from pathattr_bench.speed.chunk_sizes import time_chunk_sizes
+
+    m, shape = make_model("mlp")
+    x = make_inputs("mlp", shape, 2)
+    rows = time_chunk_sizes(m, x, [4, 16, None], n_steps=8, repeats=2)
+    assert [r.size for r in rows] == [4, 16, None]
+    assert all(r.wall > 0 and r.user >= 0 and r.system >= 0 for r in rows)

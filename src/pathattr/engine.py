@@ -30,6 +30,7 @@ from .paths.base import ParametricPath, SequentialPath, StepEvaluation
 from .planner import (  # noqa: F401 - re-exported: the engine's public planning API
     AUTO_ELEMENT_BUDGET,
     AUTO_SAMPLES,
+    AUTO_SETTLE_TOLERANCE,
     AUTO_START_ELEMENTS,
     AUTO_TOLERANCE,
     chunk_ranges,

@@ -22,6 +22,11 @@ AUTO_ELEMENT_BUDGET = 1 << 22
 AUTO_START_ELEMENTS = 1 << 16
 #: it keeps doubling while the time per row is within this factor of the best seen so far
 AUTO_TOLERANCE = 1.15
+#: ... and then settles on the smallest size whose time per row is within this factor of the best: where the time
+#: per row is flat, larger chunks gain nothing and risk much (on CPU, allocations above glibc's mmap ceiling of 32
+#: MiB get fresh pages on every call: a small CNN's deletion metric in 256- and 528-row chunks took 1.6-2.0x the
+#: time of 16-64-row chunks, 19-35 k page faults and 32-52 ms of kernel time per call, in some processes only)
+AUTO_SETTLE_TOLERANCE = 1.05
 
 _best_chunk: dict[tuple, int] = {}
 #: unfinished explorations of the automatic planner: key -> (next size, {size: seconds per row}, {size: samples})
@@ -79,12 +84,14 @@ def plan_chunks(
     shape pays one-off costs; a size whose first chunk is :data:`AUTO_GIVE_UP` times slower per row than the best
     and lost more than :data:`AUTO_ONE_OFF_SECONDS` is judged at once) stays within :data:`AUTO_TOLERANCE` of the
     best seen, up to the memory cap of :func:`resolve_chunk_size` and until a chunk takes
-    :data:`AUTO_LONG_CHUNK_SECONDS`; it then settles on the largest size tried whose
-    time per row is within 10 % of the best (large chunks waste less per-call overhead; a clear slowdown, such as a
-    model's activations spilling out of cache, stops the growth). The exploration uses the real work, so nothing is
-    computed twice, and the chosen size is remembered per ``key`` (model, row layout) for later calls; a call too
-    short to finish the exploration leaves its state under ``key`` and the next call continues it. A leftover of at
-    most half a chunk is folded into the last chunk (within the memory cap) rather than paid for with a call.
+    :data:`AUTO_LONG_CHUNK_SECONDS`; it then settles on the smallest size tried whose time per row is within
+    :data:`AUTO_SETTLE_TOLERANCE` of the best (per-call overhead makes small chunks measurably slower where it
+    matters; where the time per row is flat, large chunks only add memory and the risk of a slowdown the exploration
+    did not see, such as page faults or activations spilling out of cache). The exploration uses the real work, so
+    nothing is computed twice, and the chosen size is remembered per ``key`` (model, row layout) for later calls; a
+    call too short to finish the exploration leaves its state under ``key`` and the next call continues it. A
+    leftover of at most half a chunk is folded into the last chunk (within the memory cap) rather than paid for with
+    a call.
     Results do not depend on the plan (running sums) up to float rounding; pass an int for bit-identical reruns.
     """
     if internal_batch_size is not None:
@@ -114,7 +121,7 @@ def plan_chunks(
             if tried[size] <= best * AUTO_TOLERANCE and size < cap and tried[size] * size < AUTO_LONG_CHUNK_SECONDS:
                 size = min(cap, size * 2)
             else:
-                size = max(s for s, r in tried.items() if r <= best * 1.10)
+                size = min(s for s, r in tried.items() if r <= best * AUTO_SETTLE_TOLERANCE)
                 exploring = False
                 if key is not None:
                     _best_chunk[key] = size
