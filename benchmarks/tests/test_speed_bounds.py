@@ -86,4 +86,9 @@ def test_chunk_size_timing_covers_every_size_and_the_automatic_plan():
     x = make_inputs("mlp", shape, 2)
     rows = time_chunk_sizes(m, x, [4, 16, None], n_steps=8, repeats=2)
     assert [r.size for r in rows] == [4, 16, None]
-    assert all(r.wall > 0 and r.user >= 0 and r.system >= 0 for r in rows)
+    assert all(r.wall > 0 and r.user >= 0 and r.system >= 0 and r.page_faults >= 0 for r in rows)
+    c, cshape = make_model("cnn")
+    rows = time_chunk_sizes(c, make_inputs("cnn", cshape, 2), [8, None], n_steps=4, repeats=1, method="deletion")
+    assert [r.size for r in rows] == [8, None] and all(r.wall > 0 for r in rows)
+    with pytest.raises(ValueError, match="method"):
+        time_chunk_sizes(m, x, [4], n_steps=8, repeats=1, method="insertion")
