@@ -12,6 +12,19 @@ def make_mlp(seed: int = 0, d_in: int = 6, hidden: int = 8, d_out: int = 3) -> n
     return nn.Sequential(nn.Linear(d_in, hidden), nn.Tanh(), nn.Linear(hidden, d_out)).double().eval()
 
 
+class RowCounter(nn.Module):
+    """Wraps a model and records the number of rows of every forward call."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.rows: list[int] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.rows.append(int(x.shape[0]))
+        return self.model(x)
+
+
 class SmallCNN(nn.Module):
     """Smooth CNN (softplus) on [B, 2, 8, 8] inputs, 4 classes."""
 

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 import pathattr
+from conftest import RowCounter
 from pathattr import IntegratedGradients
 from pathattr.integrators import QUADRATURE_RULES, quadrature
 
@@ -393,40 +394,27 @@ def test_deferred_target_raises_what_an_eager_resolution_raises(method, call, ml
     assert err.value.argument == "forward_func"
 
 
-class _RowCounter(nn.Module):
-    """Counts the rows of every forward call of ``inner``."""
-
-    def __init__(self, inner: nn.Module) -> None:
-        super().__init__()
-        self.inner = inner
-        self.calls: list[int] = []
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.calls.append(x.shape[0])
-        return self.inner(x)
-
-
 @pytest.mark.parametrize("method", ["gausslegendre", "riemann_left", "riemann_trapezoid"])
 def test_attribute_without_the_delta_skips_the_forward_call_of_the_ends(method, mlp, gen):
     # attribute() returns only attributions: with an explicit target nothing evaluates f(x) or f(x') on its own;
     # with the delta (or explain) they are evaluated as before, and the attributions are the same
     x = torch.randn(4, 6, dtype=torch.float64, generator=gen)
-    model = _RowCounter(mlp)
+    model = RowCounter(mlp)
     ig = IntegratedGradients(model)
     plain = ig.attribute(x, target=[0, 1, 2, 0], n_steps=8, method=method, internal_batch_size=12)
-    assert sum(model.calls) == 32 and len(model.calls) == 3
-    model.calls.clear()
+    assert sum(model.rows) == 32 and len(model.rows) == 3
+    model.rows.clear()
     with_delta, delta = ig.attribute(x, target=[0, 1, 2, 0], n_steps=8, method=method, internal_batch_size=12,
                                      return_convergence_delta=True)
     both_ends = method == "riemann_trapezoid"  # x and x' are rows: read from them
-    assert sum(model.calls) == 32 + (0 if both_ends else 8)
+    assert sum(model.rows) == 32 + (0 if both_ends else 8)
     torch.testing.assert_close(plain, with_delta, rtol=1e-14, atol=1e-14)
     explained = ig.explain(x, target=[0, 1, 2, 0], n_steps=8, method=method, internal_batch_size=12)
     torch.testing.assert_close(explained.convergence_delta, delta, rtol=0, atol=1e-14)
     assert explained.outputs is not None and explained.baseline_outputs is not None
-    model.calls.clear()
+    model.rows.clear()
     ig.attribute(x, n_steps=8, method=method, internal_batch_size=12)  # the predicted class needs f(x) first
-    assert model.calls[0] == 8 and sum(model.calls) == 32 + 8  # x and x' in one call, as explain does
+    assert model.rows[0] == 8 and sum(model.rows) == 32 + 8  # x and x' in one call, as explain does
 
 
 def test_attribute_mode_ends_with_the_call_also_after_an_error(mlp, gen):

@@ -12,7 +12,7 @@ from torch import nn
 
 import pathattr
 import pathattr.metrics as pm
-from conftest import SmallCNN, make_mlp
+from conftest import RowCounter, SmallCNN, make_mlp
 from pathattr.errors import InputValidationError
 from pathattr.metrics.substrates import RiseBlur, rise_kernel
 
@@ -28,19 +28,6 @@ class LinearLogit(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         z = x.flatten(1) @ self.w.flatten() + self.b
         return torch.stack([z, torch.zeros_like(z)], 1)
-
-
-class RowCounter(nn.Module):
-    """Wraps a model and records the number of rows of every forward call."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-        self.rows: list[int] = []
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.rows.append(int(x.shape[0]))
-        return self.model(x)
 
 
 def hand_deletion_curve(w, x, attr, counts, bias, substrate):
