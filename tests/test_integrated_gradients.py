@@ -450,3 +450,28 @@ def test_straight_path_points_are_exactly_the_ends_at_alpha_0_and_1(gen):
                 torch.testing.assert_close(pts[i], base[p[i], 0] + a * (x[p[i]] - base[p[i], 0]))
     gl = StraightLinePath.from_baselines((x,), (base,), *quadrature("gausslegendre", 9, torch.float32))
     assert gl.end_nodes() == (None, None)
+
+
+def test_equal_runs_in_one_chunk_give_the_row_by_row_attributions(mlp, gen, monkeypatch):
+    # several whole paths in one chunk are evaluated with one batched lerp and one batched product (runs of one
+    # length), chunks that cut paths with a product per run, and without runs row by row: the same attributions
+    from pathattr.paths.straight import StraightLinePath
+
+    x = torch.randn(4, 6, dtype=torch.float64, generator=gen)
+    base = torch.randn(4, 3, 6, dtype=torch.float64, generator=gen)  # 12 paths of 10 nodes
+    calls = []
+    original = StraightLinePath._equal_runs
+
+    def counting(self, *args):
+        calls.append(args[-1])
+        return original(self, *args)
+
+    monkeypatch.setattr(StraightLinePath, "_equal_runs", counting)
+    runs = {ibs: IntegratedGradients(mlp).explain(x, baselines=base, target=1, n_steps=10, internal_batch_size=ibs)
+            for ibs in (120, 40, 7, 13)}
+    assert calls and set(calls) == {10}  # the batched form ran (120 and 40 rows: whole paths), only for whole paths
+    monkeypatch.setattr(StraightLinePath, "_runs", lambda self, p: None)  # row by row: gathers and displacements
+    rows = IntegratedGradients(mlp).explain(x, baselines=base, target=1, n_steps=10, internal_batch_size=40)
+    for r in runs.values():
+        torch.testing.assert_close(r.attributions, rows.attributions, rtol=1e-12, atol=1e-14)
+        torch.testing.assert_close(r.convergence_delta, rows.convergence_delta, rtol=0, atol=1e-12)

@@ -47,7 +47,9 @@ class StraightLinePath(ParametricPath):
         self.weights = weights
         self.multiply_by_inputs = multiply_by_inputs
         self._baseline_list: list[int] | None = None
-        self._last: tuple | None = None  # (path_index, runs, per-input x - x' of each run) of the last points()
+        #: of the last points(): (path_index, runs, per input the ``x - x'`` of each run [1, *S], and per input all
+        #: of them stacked [R, *S] when the runs have one length, else None)
+        self._last: tuple | None = None
 
     @classmethod
     def from_baselines(
@@ -139,7 +141,10 @@ class StraightLinePath(ParametricPath):
         # long runs of one path (the engine's rows are path-major): the lerp broadcasts ``x'`` and ``x`` from one
         # row per run instead of gathering them per row (one pass over the chunk; the same kernel on the same
         # values, so the same bits as the gathered form)
-        self._last = (path_index, runs, self._run_differences(path_index, runs))
+        length = runs[0][2] - runs[0][1]
+        if len(runs) > 1 and all(hi - lo == length for _, lo, hi in runs):
+            return self._equal_runs(path_index, runs, alpha, length)
+        self._last = (path_index, runs, self._run_differences(path_index, runs), None)
         if self._baseline_list is None:
             self._baseline_list = self.baseline_index.tolist()
         out = []
@@ -156,6 +161,28 @@ class StraightLinePath(ParametricPath):
             out.append(pts)
         return tuple(out)
 
+    def _equal_runs(self, path_index: Tensor, runs: list[tuple[int, int, int]], alpha: Tensor,
+                    length: int) -> tuple[Tensor, ...]:
+        """:meth:`points` for ``R`` runs of one length ``L`` (e.g. whole paths of several examples in one chunk):
+        one lerp of ``[R, 1, *S]`` ends against ``[R, L]`` nodes instead of a lerp per run (the same elementwise
+        kernel on the same values, so the same bits)."""
+        r = len(runs)
+        run_paths = path_index[::length]
+        ex = self.example_index(run_paths)
+        base_rows = self.baseline_index[run_paths]
+        out, stacked = [], []
+        for x, pool in zip(self.inputs, self.pools):
+            dt = torch.result_type(x, pool)
+            start = pool.index_select(0, base_rows).detach()
+            end = x.index_select(0, ex).detach()
+            stacked.append(end - start)  # x - x' per run, as :meth:`_run_differences` computes it
+            a = alpha.view(r, length, *([1] * (x.ndim - 1))).to(dt)
+            pts = torch.lerp(start.unsqueeze(1).to(dt), end.unsqueeze(1).to(dt), a)
+            out.append(pts.view(r * length, *x.shape[1:]))
+        diffs = [list(d.unsqueeze(1).unbind(0)) for d in stacked]
+        self._last = (path_index, runs, diffs, stacked)
+        return tuple(out)
+
     def summed_products(
         self, path_index: Tensor, step_index: Tensor, gradients: tuple[Tensor, ...]
     ) -> tuple[Tensor, tuple[Tensor, ...]] | None:
@@ -166,9 +193,15 @@ class StraightLinePath(ParametricPath):
             last[0] is path_index or torch.equal(last[0], path_index)
         ):
             return None
-        runs, diffs = last[1], last[2]
+        runs, diffs, stacked = last[1], last[2], last[3]
         w = self._node(self.weights, path_index, step_index)
         out = []
+        if stacked is not None:  # runs of one length: one batched product for all of them
+            r, length = len(runs), runs[0][2] - runs[0][1]
+            for g, d in zip(gradients, stacked):
+                s = torch.bmm(w.to(g.dtype).reshape(r, 1, length), g.reshape(r, length, -1)).view(d.shape)
+                out.append(s.mul_(d) if s.dtype == torch.result_type(s, d) else s * d)
+            return path_index[::length], tuple(out)
         for g, diff in zip(gradients, diffs):
             wg = w.to(g.dtype)
             parts = []
