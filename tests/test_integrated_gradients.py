@@ -452,9 +452,11 @@ def test_straight_path_points_are_exactly_the_ends_at_alpha_0_and_1(gen):
     assert gl.end_nodes() == (None, None)
 
 
-def test_equal_runs_in_one_chunk_give_the_row_by_row_attributions(mlp, gen, monkeypatch):
+@pytest.mark.parametrize("integrator", ["riemann", "left_ig"])
+def test_equal_runs_in_one_chunk_give_the_row_by_row_attributions(integrator, mlp, gen, monkeypatch):
     # several whole paths in one chunk are evaluated with one batched lerp and one batched product (runs of one
-    # length), chunks that cut paths with a product per run, and without runs row by row: the same attributions
+    # length; the factored Riemann sum, or the displacements of another integrator), chunks that cut paths with a
+    # product per run, and without runs row by row: the same attributions
     from pathattr.paths.straight import StraightLinePath
 
     x = torch.randn(4, 6, dtype=torch.float64, generator=gen)
@@ -467,11 +469,12 @@ def test_equal_runs_in_one_chunk_give_the_row_by_row_attributions(mlp, gen, monk
         return original(self, *args)
 
     monkeypatch.setattr(StraightLinePath, "_equal_runs", counting)
-    runs = {ibs: IntegratedGradients(mlp).explain(x, baselines=base, target=1, n_steps=10, internal_batch_size=ibs)
-            for ibs in (120, 40, 7, 13)}
+    runs = {ibs: IntegratedGradients(mlp, integrator=integrator).explain(
+        x, baselines=base, target=1, n_steps=10, internal_batch_size=ibs) for ibs in (120, 40, 7, 13)}
     assert calls and set(calls) == {10}  # the batched form ran (120 and 40 rows: whole paths), only for whole paths
     monkeypatch.setattr(StraightLinePath, "_runs", lambda self, p: None)  # row by row: gathers and displacements
-    rows = IntegratedGradients(mlp).explain(x, baselines=base, target=1, n_steps=10, internal_batch_size=40)
+    rows = IntegratedGradients(mlp, integrator=integrator).explain(x, baselines=base, target=1, n_steps=10,
+                                                                   internal_batch_size=40)
     for r in runs.values():
         torch.testing.assert_close(r.attributions, rows.attributions, rtol=1e-12, atol=1e-14)
         torch.testing.assert_close(r.convergence_delta, rows.convergence_delta, rtol=0, atol=1e-12)

@@ -415,11 +415,11 @@ class ModelFunction:
         """Raw model output for rows ``inputs`` (``example_index[i]`` = example of row ``i``)."""
         self.cost.forward_calls += 1
         self.cost.forward_rows += int(inputs[0].shape[0])
-        if self._deferred is None:
-            return self.forward_func(*inputs, *self._row_args(example_index))
         try:
             return self.forward_func(*inputs, *self._row_args(example_index))
         except Exception:
+            if self._deferred is None:
+                raise
             # the first call of a deferred target failed: resolving it at ``x`` gives the error an eager resolution
             # gives (e.g. inputs without their batch dimension); if that succeeds, the original error stands
             target, inputs_x = self._deferred

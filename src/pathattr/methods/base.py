@@ -12,7 +12,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..engine import needs_no_path_ends, outputs_in_chunks, reads_path_ends
+from ..engine import (
+    ParametricIntegral,
+    integrate_parametric_path,
+    needs_no_path_ends,
+    outputs_in_chunks,
+    reads_path_ends,
+)
 from ..errors import InputValidationError
 from ..forward import (
     Cost,
@@ -76,6 +82,28 @@ class Session:
         else:
             self.outputs = self.model.resolve_target(self.target, self.inputs)
         return outputs_in_chunks(self.model, points, example_index, internal_batch_size)
+
+    def integrate(self, path: ParametricPath, integrator: Integrator,
+                  internal_batch_size: int | None) -> ParametricIntegral:
+        """Integrate a parametric path whose paths are path-major per example (``k = n_paths / B`` each) in a
+        session opened with ``resolve=False``: fixes the target and sets :attr:`outputs`.
+
+        Where :meth:`integrates_without_ends`, ``f`` at the ends comes from the path's own rows or is not computed
+        (then :attr:`outputs` and the result's ``start_outputs`` stay None); otherwise ``f(x)`` and ``f`` at the
+        baselines are evaluated first, in one forward call where they fit (:meth:`resolve_path_starts`).
+        """
+        b = self.batch_size
+        k = path.n_paths // b
+        if self.integrates_without_ends(path, integrator):
+            r = integrate_parametric_path(self.model, path, integrator, internal_batch_size, self.inputs, None)
+            if r.end_outputs is not None:
+                self.outputs = r.end_outputs if k == 1 else r.end_outputs.view(b, k)[:, 0]
+            return r
+        start = self.resolve_path_starts(path, internal_batch_size)
+        return integrate_parametric_path(
+            self.model, path, integrator, internal_batch_size, self.inputs,
+            self.outputs if k == 1 else self.outputs.repeat_interleave(k), start,
+        )
 
     def integrates_without_ends(self, path: ParametricPath, integrator: Integrator) -> bool:
         """Whether the method can pass ``end_outputs=None`` to

@@ -7,7 +7,6 @@ from typing import Any
 
 from torch import Tensor
 
-from ..engine import integrate_parametric_path
 from ..errors import InputValidationError
 from ..forward import TargetType, TensorOrTuple
 from ..paths.blur import PADDINGS, BlurPath, blur_sigmas
@@ -78,17 +77,7 @@ class BlurIntegratedGradients(PathMethod):
         with self.session(inputs, target, additional_forward_args, resolve=False) as s:
             sigmas = blur_sigmas(max_sigma, n_steps, sqrt)
             path = BlurPath(s.inputs, sigmas, float(grad_step), spatial_dims, padding, truncate)
-            if s.integrates_without_ends(path, self.integrator):  # attribute() without the convergence delta
-                attributions, extras, start_out, end_out = integrate_parametric_path(
-                    s.model, path, self.integrator, internal_batch_size, s.inputs, None
-                )
-                if end_out is not None:
-                    s.outputs = end_out
-            else:
-                start_out = s.resolve_path_starts(path, internal_batch_size)
-                attributions, extras, start_out, _ = integrate_parametric_path(
-                    s.model, path, self.integrator, internal_batch_size, s.inputs, s.outputs, start_out
-                )
+            attributions, extras, start_out, _ = s.integrate(path, self.integrator, internal_batch_size)
             hyper = {
                 "max_sigma": max_sigma,
                 "n_steps": n_steps,

@@ -8,7 +8,6 @@ from typing import Any
 import torch
 
 from ..baselines import BaselinesType, resolve_baselines
-from ..engine import integrate_parametric_path
 from ..errors import InputValidationError
 from ..forward import ModelsType, TargetType, TensorOrTuple
 from ..integrators import Integrator, get_integrator
@@ -99,20 +98,9 @@ class IntegratedGradients(AttributionMethod):
             alphas, weights = self.integrator.nodes(method, n_steps, x.dtype, x.device)
             path = StraightLinePath.from_baselines(s.inputs, base, alphas, weights, self.multiply_by_inputs)
             k = path.k
-            if s.integrates_without_ends(path, self.integrator):
-                # f(x) and f(x') come from the path's own rows where both ends are nodes (riemann_trapezoid,
-                # trapezoid), and are not computed by attribute() without the convergence delta otherwise
-                attributions, extras, start_out, end_out = integrate_parametric_path(
-                    s.model, path, self.integrator, internal_batch_size, s.inputs, None
-                )
-                if end_out is not None:
-                    s.outputs = end_out if k == 1 else end_out.view(s.batch_size, k)[:, 0]
-            else:
-                start_out = s.resolve_path_starts(path, internal_batch_size)
-                attributions, extras, start_out, _ = integrate_parametric_path(
-                    s.model, path, self.integrator, internal_batch_size, s.inputs,
-                    s.outputs if k == 1 else s.outputs.repeat_interleave(k), start_out,
-                )
+            # f(x) and f(x') come from the path's own rows where both ends are nodes (riemann_trapezoid,
+            # trapezoid), and are not computed by attribute() without the convergence delta otherwise
+            attributions, extras, start_out, _ = s.integrate(path, self.integrator, internal_batch_size)
             hyper = {
                 "n_steps": n_steps,
                 "method": method,

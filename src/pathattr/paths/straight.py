@@ -47,8 +47,8 @@ class StraightLinePath(ParametricPath):
         self.weights = weights
         self.multiply_by_inputs = multiply_by_inputs
         self._baseline_list: list[int] | None = None
-        #: of the last points(): (path_index, runs, per input the ``x - x'`` of each run [1, *S], and per input all
-        #: of them stacked [R, *S] when the runs have one length, else None)
+        #: of the last points(): (path_index, runs, then the ``x - x'`` of each run per input: either a list of
+        #: [1, *S] tensors and None, or None and one [R, *S] tensor when the runs have one length)
         self._last: tuple | None = None
 
     @classmethod
@@ -144,9 +144,7 @@ class StraightLinePath(ParametricPath):
         length = runs[0][2] - runs[0][1]
         if len(runs) > 1 and all(hi - lo == length for _, lo, hi in runs):
             return self._equal_runs(path_index, runs, alpha, length)
-        self._last = (path_index, runs, self._run_differences(path_index, runs), None)
-        if self._baseline_list is None:
-            self._baseline_list = self.baseline_index.tolist()
+        self._last = (path_index, runs, self._run_differences(path_index, runs), None)  # sets _baseline_list
         out = []
         for x, pool in zip(self.inputs, self.pools):
             dt = torch.result_type(x, pool)
@@ -179,8 +177,7 @@ class StraightLinePath(ParametricPath):
             a = alpha.view(r, length, *([1] * (x.ndim - 1))).to(dt)
             pts = torch.lerp(start.unsqueeze(1).to(dt), end.unsqueeze(1).to(dt), a)
             out.append(pts.view(r * length, *x.shape[1:]))
-        diffs = [list(d.unsqueeze(1).unbind(0)) for d in stacked]
-        self._last = (path_index, runs, diffs, stacked)
+        self._last = (path_index, runs, None, stacked)
         return tuple(out)
 
     def summed_products(
@@ -221,11 +218,19 @@ class StraightLinePath(ParametricPath):
         w = self._node(self.weights, path_index, step_index)
         last, self._last = self._last, None
         if self.multiply_by_inputs:
+            stacked = None
             if last is not None and (last[0] is path_index or torch.equal(last[0], path_index)):
-                runs, diffs = last[1], last[2]
+                runs, diffs, stacked = last[1], last[2], last[3]
             else:
                 runs = self._runs(path_index)
                 diffs = None if runs is None else self._run_differences(path_index, runs)
+            if stacked is not None:  # runs of one length: one product for all of them
+                r, length = len(runs), runs[0][2] - runs[0][1]
+                return tuple(
+                    torch.mul(w.view(r, length, *([1] * (x.ndim - 1))).to(x.dtype), d.unsqueeze(1))
+                    .view(path_index.shape[0], *x.shape[1:])
+                    for x, d in zip(self.inputs, stacked)
+                )
             if runs is not None and diffs is not None:
                 out = []
                 for x, diff in zip(self.inputs, diffs):
