@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from pathattr.errors import NonFiniteError
 from pathattr.integrators import gauss_legendre
 from pathattr.paths import blur as blur_module
+from pathattr.paths import guided as guided_module
 from pathattr.paths.blur import BlurPath, blur_rows, blur_sigmas, blur_with_derivative, gaussian_blur_matrices
 from pathattr.paths.guided import GuidedPath, _select_into, guided_ig_step
 
@@ -57,6 +59,37 @@ def test_workspace_reuse_gives_the_same_path_as_fresh_steps(width):
         assert torch.equal(path.point, point)
         torch_point, _ = guided_ig_step(before, x, b, grad, path.l1_total, step, 15, 0.25, 0.05, backend="torch")
         torch.testing.assert_close(torch_point, point, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize(("width", "fraction", "max_dist", "dtype"),
+                         [(64, 0.25, 0.02, torch.float32), (300, 0.1, 1.0, torch.float64),
+                          (40, 0.0, 0.3, torch.float32), (33, 1.0, 0.0, torch.float64), (9, 0.5, 0.05, torch.float32)])
+def test_single_small_path_steps_give_the_general_steps_points(monkeypatch, width, fraction, max_dist, dtype):
+    # one path, integer gradients (many exact ties) and random ones, a block of features with x == b
+    g = torch.Generator().manual_seed(width)
+    x = torch.rand(1, width, dtype=torch.float64, generator=g)
+    b = torch.rand(1, width, dtype=torch.float64, generator=g) * 0.3
+    b[:, : width // 5] = x[:, : width // 5]
+    calls = []
+    real = guided_module._single_path_step
+    monkeypatch.setattr(guided_module, "_single_path_step", lambda *a: calls.append(1) or real(*a))
+    path = GuidedPath(x, b, 20, fraction, max_dist)
+    l1 = (x - b).abs().sum(1)
+    general = {be: b.clone() for be in ("numpy", "torch")}
+    for step in range(20):
+        grad = (torch.randint(-3, 4, (1, width), generator=g) if step % 2 else torch.randn(1, width, generator=g))
+        before = path.point.clone()
+        (disp,) = path.advance(grad.to(dtype), None, check_finite=False)
+        pure, _ = guided_ig_step(before, x, b, grad.to(dtype), l1, step, 20, fraction, max_dist)
+        for be, point in general.items():
+            general[be], _ = guided_ig_step(point, x, b, grad.to(dtype), l1, step, 20, fraction, max_dist, backend=be)
+            torch.testing.assert_close(path.point, general[be], rtol=0, atol=1e-12)
+        torch.testing.assert_close(pure, path.point, rtol=0, atol=1e-12)
+        torch.testing.assert_close(disp, path.point - before, rtol=0, atol=1e-15)
+    assert len(calls) == 40  # the path's steps and guided_ig_step's single-path case took it
+    torch.testing.assert_close(path.point, x, rtol=0, atol=1e-12)
+    with pytest.raises(NonFiniteError):
+        GuidedPath(x, b, 20, fraction, max_dist).advance(torch.full((1, width), float("nan")), None)
 
 
 def test_cached_blur_node_matrices_equal_per_chunk_construction(monkeypatch):

@@ -132,6 +132,11 @@ def guided_ig_step(
                      and gradients.dtype in (torch.float32, torch.float64) and point.dtype == torch.float64)
     else:
         use_numpy = backend == "numpy"
+    if use_numpy and n_paths == 1 and n < SINGLE_PATH_MAX_FEATURES and backend == "auto":
+        x, b, d, safe = (a[0] for a in _host_arrays(workspace, "ends", (inputs, baselines, diff, safe_diff)))
+        z, iterations = _single_path_step(point.detach().numpy()[0], x, b, d, safe, gradients.detach().numpy()[0],
+                                          a_lo, a_hi, float(goal[0]), kth)
+        return torch.from_numpy(z).unsqueeze(0), iterations
     ops: _Ops = _NumpyOps(workspace) if use_numpy else _TorchOps()
     state = ops.start(point, inputs, baselines, diff, safe_diff, gradients, a_lo, a_hi)
     iterations = _inner_loop(ops, state, goal, kth, n)
@@ -209,6 +214,63 @@ def _inner_loop_one(ops: _Ops, state: dict, goal: float, kth: int, n: int) -> in
         ops.saturate(state, _TRUE)  # (4a) saturate S and iterate
         current = current - room_s
     return iterations
+
+
+#: a single CPU path with fewer features than this takes :func:`_single_path_step` (small problems are bound by
+#: the number of NumPy calls, not by memory traffic)
+SINGLE_PATH_MAX_FEATURES = 1 << 14
+
+
+def _single_path_step(z0: np.ndarray, x: np.ndarray, b: np.ndarray, d: np.ndarray, safe: np.ndarray,
+                      gradient: np.ndarray, a_lo: float, a_hi: float, goal: float, kth: int) -> tuple[np.ndarray, int]:
+    """:func:`guided_ig_step` for one path in NumPy on 1-D arrays (point, ends, ``x - b``, its zero-free copy,
+    gradient) with as few calls as the algorithm allows; returns the new point (a new array) and the inner
+    iterations. The same IEEE operations in the same order as :class:`_NumpyOps` with :func:`_inner_loop_one`, so
+    the same point, without scratch-buffer bookkeeping: about 25 NumPy calls per step instead of about 45. On small
+    models a step costs its number of calls, and every further kind of call also slows the model's next call down
+    (its code is pushed out of the CPU's caches: measured 2 us per call on small models)."""
+    n = z0.shape[0]
+    z_hi = d * a_hi
+    z_hi += b  # PAIR: b + (x - b) * alpha, same rounding
+    z = z0.copy()
+    if a_lo > 0:  # (1) laggards up to the band floor (features with x_i == b_i have z_i == b_i == z_lo_i)
+        progress = z0 - b
+        progress /= safe
+        lag = progress < a_lo
+        if lag.any():
+            z_lo = d * a_lo
+            z_lo += b
+            np.copyto(z, z_lo, where=lag)
+    room = np.subtract(z, z_hi)
+    np.abs(room, out=room)  # 0 exactly where z == z_hi
+    ranked = np.abs(gradient)  # PAIR's selection copy, +inf on marked features
+    np.copyto(ranked, np.inf, where=room == 0)
+    work = np.subtract(z, x)
+    np.abs(work, out=work)
+    current = float(work.sum())
+    largest = _LARGEST[ranked.dtype]
+    as_ranked = ranked.dtype.type
+    iterations = 0
+    for iterations in range(1, n + 2):  # noqa: B007 - at most N + 1 iterations, see guided_ig_step
+        if abs(current - goal) <= max(EPSILON * max(abs(current), abs(goal)), EPSILON):
+            break
+        tau = float(np.partition(ranked, kth)[kth])
+        mask = ranked <= as_ranked(largest if math.isinf(tau) else tau)
+        np.multiply(room, mask, out=work)
+        room_s = float(work.sum())
+        if not room_s > 0:  # nothing left to move: stop (only reachable through rounding)
+            break
+        g = (current - goal) / room_s
+        if g <= 1:  # (4b) partial move of S by gamma; the step ends
+            moved = np.subtract(z_hi, z, out=work)
+            moved *= max(g, 0.0)
+            moved += z  # PAIR: z + (z_hi - z) * gamma
+            np.copyto(z, moved, where=mask)
+            break
+        np.copyto(z, z_hi, where=mask)  # (4a) saturate S and iterate
+        np.copyto(ranked, np.inf, where=mask)
+        current = current - room_s
+    return z, iterations
 
 
 class _Ops:
@@ -484,6 +546,13 @@ class GuidedPath(SequentialPath):
         self._workspace: dict = {}  # scratch arrays of the NumPy step backend, reused at every step
         self.like: tuple[Tensor, ...] = (inputs.detach()[:1],) if like is None else tuple(like)
         self.example = torch.arange(inputs.shape[0], device=inputs.device) if example is None else example
+        n = self.inputs.shape[1]
+        #: one small CPU path: NumPy views of its ends for :func:`_single_path_step`, called without the tensor
+        #: plumbing of :func:`guided_ig_step` (the same point)
+        self._single = None
+        if self.inputs.shape[0] == 1 and n < SINGLE_PATH_MAX_FEATURES and self.inputs.device.type == "cpu":
+            self._single = (tuple(t.numpy()[0] for t in (self.inputs, self.baselines, self.diff, self.safe_diff)),
+                            float(self.l1_total[0]), int(math.floor((n - 1) * self.fraction)))
 
     @property
     def n_paths(self) -> int:
@@ -520,6 +589,9 @@ class GuidedPath(SequentialPath):
             raise RuntimeError("the Guided IG path has already reached the input")
         if rows is not None and rows.numel() == self.point.shape[0]:
             rows = None  # every path: no gather / scatter copies
+        if self._single is not None and rows is None and gradients.device.type == "cpu" \
+                and gradients.dtype in (torch.float32, torch.float64) and self.point.device.type == "cpu":
+            return self._advance_single(gradients, check_finite)
         pick = (lambda t: t) if rows is None else (lambda t: t[rows])
         z = pick(self.point)
         new, iterations = guided_ig_step(
@@ -538,6 +610,25 @@ class GuidedPath(SequentialPath):
         else:
             disp = new.sub_(z) if rows is not None else new - z
         return unflatten_features(disp, self.like, torch.float64)
+
+    def _advance_single(self, gradients: Tensor, check_finite: bool) -> tuple[Tensor, ...]:
+        """:meth:`advance` of one small CPU path: :func:`guided_ig_step`'s arithmetic (its single-path case) on
+        the NumPy views kept at construction."""
+        if check_finite and not bool(torch.isfinite(gradients).all()):
+            guided_ig_step(self.point, self.inputs, self.baselines, gradients, self.l1_total, self.step,
+                           self.n_steps, check_finite=True)  # raises the step's NonFiniteError
+        (x, b, d, safe), l1_total, kth = self._single  # type: ignore[misc]
+        step, n_steps = self.step, self.n_steps
+        alpha = (step + 1.0) / n_steps
+        z0 = self.point.numpy()[0]
+        z, iterations = _single_path_step(
+            z0, x, b, d, safe, gradients.detach().numpy()[0], max(alpha - self.max_dist, 0.0),
+            min(alpha + self.max_dist, 1.0), l1_total * (1 - (step + 1) / n_steps), kth,
+        )
+        self.max_inner_iterations = max(self.max_inner_iterations, iterations)
+        self.step = step + 1
+        self.point = torch.from_numpy(z).unsqueeze(0)
+        return unflatten_features(torch.from_numpy(np.subtract(z, z0)).unsqueeze(0), self.like, torch.float64)
 
 
 __all__ = [
