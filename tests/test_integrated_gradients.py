@@ -452,6 +452,32 @@ def test_straight_path_points_are_exactly_the_ends_at_alpha_0_and_1(gen):
     assert gl.end_nodes() == (None, None)
 
 
+@pytest.mark.parametrize("baselines", ["zeros", "shared3", "per_example3"])
+@pytest.mark.parametrize("ibs", [None, 5, 7, 30, 60])
+def test_chunks_as_row_ranges_give_the_row_by_row_attributions(mlp, gen, monkeypatch, baselines, ibs):
+    # the factored Riemann sum reads each chunk as a range of path-major rows (slices of the ends and the node
+    # table); row by row (no ranges, no runs) must give the same sums for one shared baseline, K shared baselines
+    # and K baselines per example, with chunks of whole paths, of part of one path and across paths
+    from pathattr.paths.straight import StraightLinePath
+
+    x = torch.randn(4, 6, dtype=torch.float64, generator=gen)
+    base = {"zeros": None, "shared3": torch.randn(1, 3, 6, dtype=torch.float64, generator=gen),
+            "per_example3": torch.randn(4, 3, 6, dtype=torch.float64, generator=gen)}[baselines]
+    ranged = []
+    original = StraightLinePath._range_points
+    monkeypatch.setattr(StraightLinePath, "_range_points",
+                        lambda self, *a: ranged.append(a[1:]) or original(self, *a))
+    fast = IntegratedGradients(mlp).explain(x, baselines=base, target=[0, 1, 2, 1], n_steps=10,
+                                            internal_batch_size=ibs)
+    assert ranged  # the engine passed the chunks as ranges
+    monkeypatch.setattr(StraightLinePath, "takes_row_range", False)
+    monkeypatch.setattr(StraightLinePath, "_runs", lambda self, p: None)
+    slow = IntegratedGradients(mlp).explain(x, baselines=base, target=[0, 1, 2, 1], n_steps=10,
+                                            internal_batch_size=ibs)
+    torch.testing.assert_close(fast.attributions, slow.attributions, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(fast.convergence_delta, slow.convergence_delta, rtol=0, atol=1e-12)
+
+
 @pytest.mark.parametrize("integrator", ["riemann", "left_ig"])
 def test_equal_runs_in_one_chunk_give_the_row_by_row_attributions(integrator, mlp, gen, monkeypatch):
     # several whole paths in one chunk are evaluated with one batched lerp and one batched product (runs of one
@@ -461,18 +487,31 @@ def test_equal_runs_in_one_chunk_give_the_row_by_row_attributions(integrator, ml
 
     x = torch.randn(4, 6, dtype=torch.float64, generator=gen)
     base = torch.randn(4, 3, 6, dtype=torch.float64, generator=gen)  # 12 paths of 10 nodes
-    calls = []
-    original = StraightLinePath._equal_runs
+    calls = []  # (form, rows per run, runs) of each batched evaluation
 
-    def counting(self, *args):
-        calls.append(args[-1])
-        return original(self, *args)
+    def counting(name):
+        original = getattr(StraightLinePath, name)
 
-    monkeypatch.setattr(StraightLinePath, "_equal_runs", counting)
+        def wrapped(self, *args):
+            out = original(self, *args)
+            if out is not None:
+                runs = self._last[1]
+                calls.append((name, runs[0][2] - runs[0][1], len(runs)))
+            return out
+        return wrapped
+
+    # the factored Riemann sum gets its rows as a range (_range_points: whole paths or a part of one path), other
+    # integrators as index tensors (_equal_runs: runs of one length)
+    for name in ("_equal_runs", "_range_points"):
+        monkeypatch.setattr(StraightLinePath, name, counting(name))
     runs = {ibs: IntegratedGradients(mlp, integrator=integrator).explain(
         x, baselines=base, target=1, n_steps=10, internal_batch_size=ibs) for ibs in (120, 40, 7, 13)}
-    assert calls and set(calls) == {10}  # the batched form ran (120 and 40 rows: whole paths), only for whole paths
-    monkeypatch.setattr(StraightLinePath, "_runs", lambda self, p: None)  # row by row: gathers and displacements
+    # the batched form ran for the chunks of whole paths (120 and 40 rows), and for other chunks only on one path
+    assert {(length, r) for _, length, r in calls if r > 1} == {(10, 12), (10, 4)}
+    assert {name for name, _, _ in calls} == {"_range_points" if integrator == "riemann" else "_equal_runs"}
+    # row by row: gathers and displacements
+    monkeypatch.setattr(StraightLinePath, "takes_row_range", False)
+    monkeypatch.setattr(StraightLinePath, "_runs", lambda self, p: None)
     rows = IntegratedGradients(mlp, integrator=integrator).explain(x, baselines=base, target=1, n_steps=10,
                                                                    internal_batch_size=40)
     for r in runs.values():

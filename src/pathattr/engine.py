@@ -165,6 +165,7 @@ def integrate_parametric_path(
     plain_riemann = type(integrator) is RiemannIntegrator
     closing = bool(getattr(path, "closing_node", False)) and not plain_riemann
     per_path = n_nodes + int(closing)
+    ranged = plain_riemann and bool(getattr(path, "takes_row_range", False))  # rows are start:stop, path-major
     plan = plan_chunks(internal_batch_size, n_paths * per_path, numel, planner_key(model, inputs, "gradients"))
     for a, b in plan:
         flat = torch.arange(a, b, device=device)
@@ -173,13 +174,14 @@ def integrate_parametric_path(
             far = start_outputs if path.direction < 0 else end_outputs
             acc.update(_with_closing_rows(model, path, integrator, inputs, p, j, far))
             continue
-        points = path.points(p, j)
+        points = path.points(p, j, rows=(a, b)) if ranged else path.points(p, j)  # type: ignore[call-arg]
         grads, outs = model.gradients(points, path.example_index(p))
         if ends is not None:  # the rows at the two end nodes, one per path, in path order
             start_parts.append(_rows_at_node(outs, a, b, ends[0], per_path))
             end_parts.append(_rows_at_node(outs, a, b, ends[1], per_path))
         if plain_riemann:
-            summed = path.summed_products(p, j, grads)
+            summed = (path.summed_products(p, j, grads, rows=(a, b)) if ranged  # type: ignore[call-arg]
+                      else path.summed_products(p, j, grads))
             if summed is not None:
                 acc.add_summed(*summed)
                 continue

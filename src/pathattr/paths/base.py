@@ -27,6 +27,10 @@ class ParametricPath(ABC):
     #: one of the nodes; the engine then appends it as an output-only row (step ``n_nodes``, zero gradient and
     #: displacement, output = ``f`` at that end) so output-based integrators (IDGI, Split IG) see the last segment
     closing_node: bool = False
+    #: if True :meth:`points` and :meth:`summed_products` accept a keyword ``rows=(start, stop)``, passed by the
+    #: engine when the rows are ``start:stop`` of its path-major layout (``n_nodes`` rows per path: row
+    #: ``p * n_nodes + j``), so that runs and nodes can come from integer arithmetic
+    takes_row_range: bool = False
 
     @property
     @abstractmethod

@@ -29,6 +29,8 @@ class StraightLinePath(ParametricPath):
             weighted mean path gradient (Captum's "local" attributions).
     """
 
+    takes_row_range = True
+
     def __init__(
         self,
         inputs: tuple[Tensor, ...],
@@ -114,6 +116,56 @@ class StraightLinePath(ParametricPath):
         paths = path_index[bounds[:-1]].tolist()
         return [(paths[i], bounds[i], bounds[i + 1]) for i in range(len(paths))]
 
+    def _range_runs(self, start: int, stop: int) -> list[tuple[int, int, int]]:
+        """:meth:`_runs` of the rows ``start:stop`` of the path-major layout, by integer arithmetic."""
+        n = self.n_nodes
+        out = []
+        row = start
+        while row < stop:
+            p = row // n
+            end = min(stop, (p + 1) * n)
+            out.append((p, row - start, end - start))
+            row = end
+        return out
+
+    def _range_points(self, path_index: Tensor, start: int, stop: int) -> tuple[Tensor, ...] | None:
+        """:meth:`points` of the rows ``start:stop`` when they are whole paths or lie in one path: one lerp of the
+        ``R`` paths' ends against their nodes (a slice of the shared node table), the ends read as slices where the
+        layout allows (one baseline per path, or one shared baseline); None for other row ranges."""
+        n = self.n_nodes
+        p0, p_last = start // n, (stop - 1) // n
+        r = p_last - p0 + 1
+        whole = start == p0 * n and stop == (p_last + 1) * n
+        if not whole and r > 1:
+            return None
+        length = n if whole else stop - start  # rows per path
+        nodes = self.alphas if whole else self.alphas[start - p0 * n : stop - p0 * n]
+        k = self.k
+        # the paths' examples: a slice of the inputs with one baseline per example, else gathered
+        examples = None if k == 1 else torch.arange(p0, p0 + r, device=path_index.device) // k
+        out, stacked = [], []
+        for x, pool in zip(self.inputs, self.pools):
+            dt = torch.result_type(x, pool)
+            end = (x[p0 : p0 + r] if examples is None else x.index_select(0, examples)).detach()
+            if pool.shape[0] == 1:
+                begin = pool.detach()  # one baseline for every path: broadcast
+            else:
+                begin = pool.index_select(0, self.baseline_index[p0 : p0 + r]).detach()
+            if end.dtype != dt:
+                end = end.to(dt)
+            if begin.dtype != dt:
+                begin = begin.to(dt)
+            diff = end - begin  # x - x' per path ([R, *S]), as :meth:`_run_differences` computes it
+            stacked.append(diff)
+            a = nodes.view(1, length, *([1] * (x.ndim - 1)))
+            if a.dtype != dt:
+                a = a.to(dt)
+            pts = torch.lerp(begin.unsqueeze(1), end.unsqueeze(1), a)
+            out.append(pts.view(r * length, *x.shape[1:]))
+        runs = [(p0 + i, i * length, (i + 1) * length) for i in range(r)]
+        self._last = (path_index, runs, None, stacked)
+        return tuple(out)
+
     def _run_differences(self, path_index: Tensor, runs: list[tuple[int, int, int]]) -> list[list[Tensor]]:
         """Per input, ``x - x'`` of each run's path (``[1, *S]``), the same values as the per-row ``x[ex] - start``."""
         if self._baseline_list is None:
@@ -126,9 +178,19 @@ class StraightLinePath(ParametricPath):
                         for p, _, _ in runs])
         return out
 
-    def points(self, path_index: Tensor, step_index: Tensor) -> tuple[Tensor, ...]:
+    def points(self, path_index: Tensor, step_index: Tensor, *,
+               rows: tuple[int, int] | None = None) -> tuple[Tensor, ...]:
+        """Points at the rows ``(path_index, step_index)``. ``rows=(start, stop)``: they are the rows ``start:stop``
+        of the engine's path-major layout (``n_nodes`` rows per path, see :attr:`takes_row_range`); the runs of one
+        path and their nodes then come from integer arithmetic instead of tensor operations on the indices."""
+        if rows is not None and self.alphas.ndim == 1:
+            fast = self._range_points(path_index, *rows)
+            if fast is not None:
+                return fast
+            runs = self._range_runs(*rows)
+        else:
+            runs = self._runs(path_index)
         alpha = self._node(self.alphas, path_index, step_index)
-        runs = self._runs(path_index)
         if runs is None:
             self._last = None
             ex = self.example_index(path_index)
@@ -181,22 +243,32 @@ class StraightLinePath(ParametricPath):
         return tuple(out)
 
     def summed_products(
-        self, path_index: Tensor, step_index: Tensor, gradients: tuple[Tensor, ...]
+        self, path_index: Tensor, step_index: Tensor, gradients: tuple[Tensor, ...], *,
+        rows: tuple[int, int] | None = None,
     ) -> tuple[Tensor, tuple[Tensor, ...]] | None:
         """``(x - x') * sum_j w_j g_j`` per run of one path (Captum's factored form of the same sum): one
-        matrix-vector product per run instead of a displacement per row and a row-wise product."""
+        matrix-vector product per run instead of a displacement per row and a row-wise product. ``rows``: as for
+        :meth:`points` (the nodes' weights are then read as a slice of the shared table)."""
         last, self._last = self._last, None
         if not self.multiply_by_inputs or last is None or not (
             last[0] is path_index or torch.equal(last[0], path_index)
         ):
             return None
         runs, diffs, stacked = last[1], last[2], last[3]
-        w = self._node(self.weights, path_index, step_index)
+        n_rows = path_index.shape[0]
+        if rows is not None and self.weights.ndim == 1 and n_rows == self.n_nodes * len(runs):
+            w = self.weights  # whole paths: the node table, shared by every run
+        elif rows is not None and self.weights.ndim == 1 and len(runs) == 1:
+            first = rows[0] % self.n_nodes
+            w = self.weights[first : first + n_rows]
+        else:
+            w = self._node(self.weights, path_index, step_index)
         out = []
         if stacked is not None:  # runs of one length: one batched product for all of them
             r, length = len(runs), runs[0][2] - runs[0][1]
+            w = w.view(1, 1, length).expand(r, 1, length) if w.shape[0] == length else w.view(r, 1, length)
             for g, d in zip(gradients, stacked):
-                s = torch.bmm(w.to(g.dtype).reshape(r, 1, length), g.reshape(r, length, -1)).view(d.shape)
+                s = torch.bmm(w if w.dtype == g.dtype else w.to(g.dtype), g.reshape(r, length, -1)).view(d.shape)
                 out.append(s.mul_(d) if s.dtype == torch.result_type(s, d) else s * d)
             return path_index[::length], tuple(out)
         for g, diff in zip(gradients, diffs):

@@ -167,6 +167,7 @@ ROWS: dict[str, Callable[[], dict[str, Callable[[], Any]]]] = {
     "blur_cnn_16": lambda: row_blur("cnn", 16, 100),
     "blur_eff_1": lambda: row_blur("efficientnet", 1, 16),
     "ig2_mlp": lambda: row_ig2("mlp", 1, 4, 32),
+    "ig2_cnn_1": lambda: row_ig2("cnn", 1, 4, 32),
     "ig2_cnn": lambda: row_ig2("cnn", 4, 4, 32),
     "ig2_eff": lambda: row_ig2("efficientnet", 1, 2, 8),
     "del_cnn_1": lambda: row_metric("cnn", 1, 32, "deletion"),
