@@ -273,8 +273,8 @@ class _RiemannAccumulator(Accumulator):
         """Add ``sum_j g_j * d_j`` already summed over runs of rows of the paths ``paths``
         (:meth:`pathattr.paths.base.ParametricPath.summed_products`)."""
         slot = self.info.output_index[paths]
-        for acc, s in zip(self.sums, products):
-            segment_add(acc, slot, s, self.info.scale)
+        for acc, s in zip(self.sums, products):  # one row per path: few repeated slots, no grouping needed
+            acc.index_add_(0, slot, s, alpha=self.info.scale)
 
     def result(self) -> tuple[Tensor, ...]:
         return tuple(self.sums)
