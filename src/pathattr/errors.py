@@ -6,6 +6,8 @@ was rejected without parsing the message.
 
 from __future__ import annotations
 
+import math
+
 
 class PathattrError(Exception):
     """Base class of every exception pathattr raises on purpose."""
@@ -36,19 +38,16 @@ def all_finite(*tensors) -> bool:
     one host sync): a NaN or infinite element makes the sum NaN or infinite, so a finite sum proves the check;
     only a non-finite sum (such an element, or overflow) takes the elementwise test. ``isfinite(t).all()`` writes
     and reads a mask: 45x slower on a chunk of 16 224x224x3 images (5.9 ms vs 0.13 ms), 3x on a single row."""
-    import math
-
+    total = None
+    for t in tensors:
+        if t.is_floating_point() or t.is_complex():  # an empty tensor sums to 0
+            part = (t.detach() if t.requires_grad else t).sum()
+            total = part if total is None else total + part
+    if total is None or math.isfinite(float(total.abs() if total.is_complex() else total)):
+        return True
     import torch
 
-    tensors = [t for t in tensors if t.numel() and (t.is_floating_point() or t.is_complex())]
-    if not tensors:
-        return True
-    total = tensors[0].detach().sum()
-    for t in tensors[1:]:
-        total = total + t.detach().sum()
-    if math.isfinite(float(total.abs() if total.is_complex() else total)):
-        return True
-    return all(bool(torch.isfinite(t).all()) for t in tensors)
+    return all(bool(torch.isfinite(t).all()) for t in tensors if t.is_floating_point() or t.is_complex())
 
 
 def check_finite(tensor, argument: str, what: str = "values") -> None:
