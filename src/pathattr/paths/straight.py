@@ -116,9 +116,12 @@ class StraightLinePath(ParametricPath):
         paths = path_index[bounds[:-1]].tolist()
         return [(paths[i], bounds[i], bounds[i + 1]) for i in range(len(paths))]
 
-    def _range_runs(self, start: int, stop: int) -> list[tuple[int, int, int]]:
-        """:meth:`_runs` of the rows ``start:stop`` of the path-major layout, by integer arithmetic."""
+    def _range_runs(self, start: int, stop: int) -> list[tuple[int, int, int]] | None:
+        """:meth:`_runs` of the rows ``start:stop`` of the path-major layout, by integer arithmetic (None for the
+        same short runs)."""
         n = self.n_nodes
+        if 4 * ((stop - 1) // n - start // n + 1) > stop - start:
+            return None
         out = []
         row = start
         while row < stop:
