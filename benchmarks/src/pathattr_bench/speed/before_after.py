@@ -163,6 +163,7 @@ ROWS: dict[str, Callable[[], dict[str, Callable[[], Any]]]] = {
     "gig_mlp_1": lambda: row_guided("mlp", 1, 200),
     "gig_cnn_1": lambda: row_guided("cnn", 1, 200),
     "gig_cnn_16": lambda: row_guided("cnn", 16, 200),
+    "gig_eff_1": lambda: row_guided("efficientnet", 1, 16),
     "blur_cnn_1": lambda: row_blur("cnn", 1, 100),
     "blur_cnn_16": lambda: row_blur("cnn", 16, 100),
     "blur_eff_1": lambda: row_blur("efficientnet", 1, 16),
