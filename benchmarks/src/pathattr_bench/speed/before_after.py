@@ -171,6 +171,7 @@ ROWS: dict[str, Callable[[], dict[str, Callable[[], Any]]]] = {
     "ig2_cnn_1": lambda: row_ig2("cnn", 1, 4, 32),
     "ig2_cnn": lambda: row_ig2("cnn", 4, 4, 32),
     "ig2_eff": lambda: row_ig2("efficientnet", 1, 2, 8),
+    "ig2_eff_2": lambda: row_ig2("efficientnet", 2, 2, 8),
     "del_cnn_1": lambda: row_metric("cnn", 1, 32, "deletion"),
     "ins_cnn_1": lambda: row_metric("cnn", 1, 32, "insertion"),
     "del_cnn_16": lambda: row_metric("cnn", 16, 32, "deletion"),

@@ -326,8 +326,12 @@ def ig2_cases(ctx: Context) -> list[Row]:
     model = ctx.model
     rep = representation_of(ctx.name, model)
     steps = (4 if ctx.quick else 8) if ctx.big else (16 if ctx.quick else 32)
-    # (examples B, references R): one example on every model (interactive use), the batched case on the CNN
-    shapes = [(1, 2)] if ctx.big else ([(1, 4)] if ctx.name == "mlp" else [(1, 4), (4, 4)])
+    # (examples B, references R): one example on every model (interactive use), the batched case on the CNN and,
+    # as for the other methods, 2 examples on the large model
+    if ctx.big:
+        shapes = [(1, 2)] if ctx.quick else [(1, 2), (2, 2)]
+    else:
+        shapes = [(1, 4)] if ctx.name == "mlp" else [(1, 4), (4, 4)]
     if ctx.big:
         from ..imagenet import load_photo
 
