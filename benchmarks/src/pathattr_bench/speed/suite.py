@@ -329,15 +329,13 @@ def ig2_cases(ctx: Context) -> list[Row]:
     # (examples B, references R): one example on every model (interactive use), the batched case on the CNN and,
     # as for the other methods, 2 examples on the large model
     if ctx.big:
-        shapes = [(1, 2)] if ctx.quick else [(1, 2), (2, 2)]
-    else:
-        shapes = [(1, 4)] if ctx.name == "mlp" else [(1, 4), (4, 4)]
-    if ctx.big:
         from ..imagenet import load_photo
 
+        shapes = [(1, 2)] if ctx.quick else [(1, 2), (2, 2)]
         refs = torch.stack([load_photo(p) for p in ("coffee", "china")])
         eta: float | None = equivalent_step_size(int(math.prod(ctx.shape)))
     else:
+        shapes = [(1, 4)] if ctx.name == "mlp" else [(1, 4), (4, 4)]
         refs = make_inputs(ctx.name, ctx.shape, 4, seed=3)
         eta = None
     store: list[torch.Tensor] = []
