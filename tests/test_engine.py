@@ -113,6 +113,44 @@ def test_auto_plan_exploration_continues_across_short_calls(monkeypatch):
     assert planner._best_chunk["model-c"] == 16 and "model-c" not in planner._exploration
 
 
+def test_auto_plan_measures_calls_shorter_than_the_size_it_explores(monkeypatch):
+    # every call has 50 rows (one example, 50 steps): 16 and 32 rows are measured, then 64 is next and each call is
+    # one 50-row chunk. Where 50 rows per call cost 1.4x per row of 32 (fresh pages for their activations), two such
+    # calls end the exploration at 32, and later calls run 32 + 18 rows
+    def cost(size, above=32):  # a per-call overhead and a per-row time 1.4x above `above` rows
+        return 0.5 + 0.15 * size * (1.4 if size > above else 1.0)
+
+    planner._best_chunk.pop("model-s", None)
+    planner._exploration.pop("model-s", None)
+    calls = [_run_plan(monkeypatch, 50, cost, key="model-s", cap_numel=3072) for _ in range(6)]
+    assert calls[:5] == [[16, 16, 18], [32, 18], [32, 18], [50], [50]]
+    assert planner._best_chunk["model-s"] == 32 and "model-s" not in planner._exploration
+    assert calls[5] == [32, 18]
+    # where one 50-row chunk is as fast per row, the calls stay one chunk and the exploration of 64 rows waits for a
+    # longer call; after two measurements the 50-row call is no longer timed (the one-chunk shortcut applies)
+    planner._best_chunk.pop("model-s", None)
+    planner._exploration.pop("model-s", None)
+    calls = [_run_plan(monkeypatch, 50, lambda s: cost(s, 50), key="model-s", cap_numel=3072) for _ in range(6)]
+    assert calls[3:] == [[50]] * 3 and "model-s" not in planner._best_chunk
+    assert planner._exploration["model-s"][0] == 64 and planner._exploration["model-s"][2][50] == 2
+    assert planner.plan_is_one_chunk(None, 50, 3072, "model-s")
+    assert not planner.plan_is_one_chunk(None, 60, 3072, "model-s")  # a longer call is measured again
+    longer = _run_plan(monkeypatch, 200, lambda s: cost(s, 50), key="model-s", cap_numel=3072)
+    assert longer == [64, 64, 32, 40] and planner._best_chunk["model-s"] == 32  # 32 is within 5 % of 50 per row
+
+
+def test_auto_plan_measures_a_long_call_below_the_size_it_explores(monkeypatch):
+    # seen in a benchmark process: the small CNN's exploration reached 1024 rows (16-512 within AUTO_TOLERANCE), and
+    # every 800-row call (16 examples, 50 steps) ran as one unmeasured chunk at 2.3x the time per row (fresh pages
+    # for activations above glibc's mmap ceiling). Its first call loses far more than a one-off cost: judged at once
+    monkeypatch.setattr(planner, "_exploration", {"cnn": (1024, {s: 1.6e-4 for s in (16, 32, 64, 128, 256, 512)},
+                                                          {s: 2 for s in (16, 32, 64, 128, 256, 512)})})
+    monkeypatch.setattr(planner, "_best_chunk", {})
+    calls = [_run_plan(monkeypatch, 800, lambda s: 0.16 * s * (2.3 if s > 512 else 1.0), key="cnn", cap_numel=3072)
+             for _ in range(2)]
+    assert calls == [[800], [16] * 50] and planner._best_chunk["cnn"] == 16
+
+
 def test_auto_plan_judges_a_size_by_its_fastest_sample(monkeypatch):
     # the first chunk at each new size >= 16 pays a one-off 2x (new kernels, allocations); 16 is truly fastest,
     # but judged by its first chunk alone it would look slower than 8
@@ -172,13 +210,14 @@ def test_one_chunk_shortcut_agrees_with_the_plan(monkeypatch):
     (fixed sizes, an exploration at its start or resumed, a remembered size with a folded leftover, the memory cap);
     the sequential walk then skips the planner."""
     monkeypatch.setattr(planner, "_best_chunk", {"known-16": 16})
-    monkeypatch.setattr(planner, "_exploration", {"resumed": (8, {4: 1e-3}, {4: 2})})
+    monkeypatch.setattr(planner, "_exploration", {"resumed": (8, {4: 1e-3}, {4: 2}),
+                                                  "short-done": (8, {4: 1e-3, 7: 1e-3}, {4: 2, 7: 2})})
 
     def state():  # an exploration entry without measurements is the same as none
         return dict(planner._best_chunk), {k: v for k, v in planner._exploration.items() if v[1]}
 
     answers = {}
-    for ibs, n, numel, key in [(None, n, numel, key) for key in (None, "known-16", "resumed", "fresh")
+    for ibs, n, numel, key in [(None, n, numel, key) for key in (None, "known-16", "resumed", "short-done", "fresh")
                                for numel in (1, 1 << 14, planner.AUTO_ELEMENT_BUDGET // 16)
                                for n in (1, 3, 4, 7, 8, 9, 12, 16, 24, 25, 40)] + [
                                (ibs, n, 1, None) for ibs in (1, 4, 16) for n in (1, 4, 5, 16, 17)]:
@@ -196,9 +235,11 @@ def test_one_chunk_shortcut_agrees_with_the_plan(monkeypatch):
     # rows below the first size, a remembered size (and a leftover of at most half of it), a fixed size: one call
     assert answers[(None, 40, 1, "fresh")] and answers[(None, 16, 1 << 14, "known-16")]
     assert answers[(None, 24, 1 << 14, "known-16")] and answers[(16, 16, 1, None)]
-    assert answers[(None, 7, 1 << 14, "resumed")]
-    # a chunk the exploration measures, more rows than one call takes, a leftover beyond the memory cap: not
+    assert answers[(None, 3, 1 << 14, "resumed")] and answers[(None, 7, 1 << 14, "short-done")]
+    # a chunk the exploration measures (a full size, or a whole call shorter than the size explored but longer than
+    # every size measured), more rows than one call takes, a leftover beyond the memory cap: not
     assert not answers[(None, 4, 1 << 14, "fresh")] and not answers[(None, 9, 1 << 14, "resumed")]
+    assert not answers[(None, 7, 1 << 14, "resumed")] and answers[(None, 4, 1 << 14, "resumed")]
     assert not answers[(4, 5, 1, None)] and not answers[(None, 25, 1 << 14, "known-16")]
     assert not answers[(None, 24, planner.AUTO_ELEMENT_BUDGET // 16, "known-16")]
 
