@@ -92,3 +92,17 @@ def test_chunk_size_timing_covers_every_size_and_the_automatic_plan():
     assert [r.size for r in rows] == [8, None] and all(r.wall > 0 for r in rows)
     with pytest.raises(ValueError, match="method"):
         time_chunk_sizes(m, x, [4], n_steps=8, repeats=1, method="insertion")
+
+
+def test_stalled_plan_timing_primes_the_planner_and_ends_measured():
+    # a call below every size tried (16 examples x 2 steps = 32 rows) is one chunk that the plan does not measure:
+    # the exploration state stays as primed; a call above them (20 rows, far slower per row than primed) ends it
+    from pathattr_bench.speed.stalled_plan import time_stalled_plan
+
+    res = time_stalled_plan({"after": "pathattr"}, n_examples=16, n_steps=2, repeats=2,
+                            tried={64: 1e-4, 128: 1e-4}, next_size=256)
+    assert res["after"]["exploring"] == 256 and res["after"]["settled"] is None
+    assert len(res["after"]["wall"]) == 2 and all(w > 0 for w in res["after"]["wall"])
+    res = time_stalled_plan({"after": "pathattr"}, n_examples=1, n_steps=20, repeats=2,
+                            tried={4: 1e-9, 8: 1e-9}, next_size=64)
+    assert res["after"]["settled"] == 4 and res["after"]["exploring"] is None  # 20 rows measured: far slower
