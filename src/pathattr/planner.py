@@ -90,10 +90,9 @@ def plan_chunks(
     did not see, such as page faults or activations spilling out of cache). The exploration uses the real work, so
     nothing is computed twice, and the chosen size is remembered per ``key`` (model, row layout) for later calls; a
     call too short to finish the exploration leaves its state under ``key`` and the next call continues it; a whole
-    call shorter than the size being explored but longer than every size measured is measured as a size of its own,
-    and if its time per row is beyond :data:`AUTO_TOLERANCE` of the best, the plan settles as above. A
-    leftover of at most half a chunk is folded into the last chunk (within the memory cap) rather than paid for with
-    a call.
+    call shorter than the size being explored but longer than every other size measured is measured as a size of its
+    own, and if its time per row is beyond :data:`AUTO_TOLERANCE` of the best, the plan settles as above. A leftover
+    of at most half a chunk is folded into the last chunk (within the memory cap) rather than paid for with a call.
     Results do not depend on the plan (running sums) up to float rounding; pass an int for bit-identical reruns.
     """
     if internal_batch_size is not None:
@@ -123,9 +122,12 @@ def plan_chunks(
                 start = stop
                 continue
             slower = tried[length] > best * AUTO_TOLERANCE
-            if not slower and not short and size < cap and tried[size] * size < AUTO_LONG_CHUNK_SECONDS:
+            if short and not slower:  # leaves the exploration of `size` to a longer call
+                start = stop
+                continue
+            if not slower and size < cap and tried[size] * size < AUTO_LONG_CHUNK_SECONDS:
                 size = min(cap, size * 2)
-            elif slower or not short:  # a short call that is not slower leaves the exploration of `size` to come
+            else:
                 size = min(s for s, r in tried.items() if r <= best * AUTO_SETTLE_TOLERANCE)
                 exploring = False
                 if key is not None:

@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import resource
 import statistics
 import sys
-import time
+from types import SimpleNamespace
 from typing import Any
 
 import torch
 
+from .chunk_sizes import _usage
 from .common import make_inputs, make_model
 
 #: the exploration state seen: seconds per row at each measured size, the next size to explore
@@ -45,21 +45,24 @@ def time_stalled_plan(libs: dict[str, str], n_examples: int = 16, n_steps: int =
     x = make_inputs("cnn", shape, n_examples)
     mods = {label: (importlib.import_module(name), importlib.import_module(name + ".planner"))
             for label, name in libs.items()}
-    for _lib, planner in mods.values():
-        # the planner's key: the model (ModelFunction.forward_func), what is computed, the row layout
-        key = planner.planner_key(type("Model", (), {"forward_func": model})(), (x,), "gradients")
-        planner._best_chunk.pop(key, None)
-        planner._exploration[key] = (next_size, dict(tried), {s: 2 for s in tried})
+    # the planner's key: the model (ModelFunction.forward_func), what is computed, the row layout
+    keys = {label: planner.planner_key(SimpleNamespace(forward_func=model), (x,), "gradients")
+            for label, (_lib, planner) in mods.items()}
+    for label, (_lib, planner) in mods.items():
+        planner._best_chunk.pop(keys[label], None)
+        planner._exploration[keys[label]] = (next_size, dict(tried), {s: 2 for s in tried})
     out: dict[str, dict[str, Any]] = {label: {"wall": [], "faults": []} for label in mods}
     for _ in range(repeats):
         for label, (lib, _planner) in mods.items():
-            f0, t0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.perf_counter()
+            before = _usage()
             lib.IntegratedGradients(model).attribute(x, target=0, n_steps=n_steps)
-            out[label]["wall"].append(time.perf_counter() - t0)
-            out[label]["faults"].append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
+            after = _usage()
+            out[label]["wall"].append(after[0] - before[0])
+            out[label]["faults"].append(after[3] - before[3])
     for label, (_lib, planner) in mods.items():
-        out[label]["settled"] = planner._best_chunk.get(key)
-        out[label]["exploring"] = planner._exploration[key][0] if key in planner._exploration else None
+        out[label]["settled"] = planner._best_chunk.get(keys[label])
+        exploring = planner._exploration.get(keys[label])
+        out[label]["exploring"] = exploring[0] if exploring else None
     return out
 
 
