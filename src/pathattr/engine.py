@@ -352,16 +352,19 @@ def walk_sequential_path(
 _NUMPY_FLOATS = (torch.float16, torch.float32, torch.float64)
 
 
-def _add_products(acc: Sequence[Tensor], grads: Sequence[Tensor], disps: Sequence[Tensor]) -> None:
+def _add_products(acc: Sequence[Tensor], grads: Sequence[Tensor], disps: Sequence[Tensor],
+                  scratch: Sequence[Tensor] | None = None) -> None:
     """``acc += g * d`` per input in ``acc``'s dtype (multiply, then add: the same rounding on every device).
 
-    On CPU the product and the sum run in NumPy on views of the same memory (no thread barrier per call).
+    On CPU the product and the sum run in NumPy on views of the same memory (no thread barrier per call); the
+    product goes to ``scratch`` (tensors like ``acc``) when given, so that a walk allocates no memory per step.
     """
-    for a, g, d in zip(acc, grads, disps):
+    for i, (a, g, d) in enumerate(zip(acc, grads, disps)):
         if a.device.type == "cpu" and g.device.type == "cpu" and d.device.type == "cpu" and g.dtype in _NUMPY_FLOATS \
                 and d.dtype in _NUMPY_FLOATS and not g.requires_grad and not d.requires_grad:
             an = a.numpy()
-            an += np.multiply(g.numpy(), d.numpy(), dtype=an.dtype)
+            out = None if scratch is None else scratch[i].numpy()
+            an += np.multiply(g.numpy(), d.numpy(), dtype=an.dtype, out=out)
         else:
             a.add_(g.to(a.dtype) * d.to(a.dtype))
 
@@ -395,6 +398,7 @@ class _RiemannSums:
     def __init__(self, walk: _Walk, segments: SegmentRule, end_outputs: Tensor, direction: int) -> None:
         self.walk, self.depth, self.direction = walk, segments.depth, direction
         self.acc = [z.clone() for z in walk.zeros]
+        self.scratch = [torch.empty_like(z) for z in walk.zeros]  # the products of a step (no memory per step)
         self.adaptive = segments.adaptive is not None
         self.w0 = self.w1 = 0.0
         self.inner: list[tuple[float, float]] = []
@@ -428,9 +432,9 @@ class _RiemannSums:
             self.previous = (points, grads, ev.outputs)
             return
         if self.pending is not None:
-            _add_products(self.acc, grads, self.pending)
+            _add_products(self.acc, grads, self.pending, self.scratch)
         if self.w0:
-            _add_products(self.acc, grads, disp if self.w0 == 1.0 else _scaled(disp, self.w0))
+            _add_products(self.acc, grads, disp if self.w0 == 1.0 else _scaled(disp, self.w0), self.scratch)
         if self.inner:
             self.walk.inner_nodes(self.acc, points, next_points(), disp, self.inner)
         self.pending = _scaled(disp, self.w1) if self.w1 else None
