@@ -106,3 +106,33 @@ def test_stalled_plan_timing_primes_the_planner_and_ends_measured():
     res = time_stalled_plan({"after": "pathattr"}, n_examples=1, n_steps=20, repeats=2,
                             tried={4: 1e-9, 8: 1e-9}, next_size=64)
     assert res["after"]["settled"] == 4 and res["after"]["exploring"] is None  # 20 rows measured: far slower
+
+
+def test_process_spread_summary_counts_the_processes_that_meet_each_goal():
+    from pathattr_bench.speed.processes import format_summary, goals_of, summarize
+
+    def rec(row, **wall):
+        return {"row": row, "wall": wall, "cpu": wall}
+
+    runs = [  # three processes: ours 1.0x, 1.2x and 2.0x the floor; Captum's best setting at 2.0 / 1.0 / 1.0
+        [rec("ig_mlp_16", after=1.0, floor=1.0, peer=2.0, **{"peer@16": 4.0}, bound=0.5),
+         rec("gig_cnn_16", after=3.0, floor=1.0, floor_n=2.0)],
+        [rec("ig_mlp_16", after=1.2, floor=1.0, peer=1.0, **{"peer@16": 1.5}, bound=1.0)],
+        [rec("ig_mlp_16", after=2.0, floor=1.0, peer=1.0, **{"peer@16": 3.0}, bound=1.0)],
+    ]
+    summary = {s["row"]: s for s in summarize(runs)}
+    ig = summary["ig_mlp_16"]
+    assert ig["processes"] == 3
+    assert ig["ratios"]["floor"]["values"] == [1.0, 1.2, 2.0]
+    assert ig["ratios"]["floor"]["median"] == 1.2 and ig["ratios"]["floor"]["max"] == 2.0
+    assert ig["ratios"]["peer-best"]["values"] == [0.5, 1.2, 2.0]  # the fastest of the peer's settings
+    assert ig["goals_met"] == {"floor<=1.05": 1, "peer-best<=1": 1}
+    gig = summary["gig_cnn_16"]
+    assert gig["processes"] == 1 and gig["ratios"]["floor@N"]["values"] == [1.5]
+    assert gig["goals_met"] == {"floor@N<=1.15": 0}  # no peer at 16 paths: only the floor's goal
+    assert goals_of("ig2_cnn")[0] == ("floor", 1.15) and goals_of("ig_cnn_1")[0] == ("floor", 1.05)
+    text = format_summary(summarize(runs))
+    assert "ig_mlp_16 after (3 processes) | floor 1.20 [1.00, 2.00]" in text and "floor<=1.05: 1/3" in text
+    before = [[dict(rec("ig_mlp_1", after=1.0, floor=1.0, peer=1.0), wall=dict(after=1.0, before=3.0, floor=1.0,
+                                                                            peer=1.0))]]
+    assert summarize(before, "before")[0]["ratios"]["floor"]["values"] == [3.0]

@@ -164,6 +164,7 @@ ROWS: dict[str, Callable[[], dict[str, Callable[[], Any]]]] = {
     "gig_cnn_1": lambda: row_guided("cnn", 1, 200),
     "gig_cnn_16": lambda: row_guided("cnn", 16, 200),
     "gig_eff_1": lambda: row_guided("efficientnet", 1, 16),
+    "gig_eff_4": lambda: row_guided("efficientnet", 4, 16),
     "blur_cnn_1": lambda: row_blur("cnn", 1, 100),
     "blur_cnn_16": lambda: row_blur("cnn", 16, 100),
     "blur_eff_1": lambda: row_blur("efficientnet", 1, 16),
