@@ -126,7 +126,9 @@ def test_process_spread_summary_counts_the_processes_that_meet_each_goal():
     assert ig["ratios"]["floor"]["values"] == [1.0, 1.2, 2.0]
     assert ig["ratios"]["floor"]["median"] == 1.2 and ig["ratios"]["floor"]["max"] == 2.0
     assert ig["ratios"]["peer-best"]["values"] == [0.5, 1.2, 2.0]  # the fastest of the peer's settings
-    assert ig["goals_met"] == {"floor<=1.05": 1, "peer-best<=1": 1}
+    assert ig["ratios"]["peer-best/floor"]["values"] == [2.0, 1.0, 1.0]
+    # 0.8x where Captum's best is above its floor (process 1: 0.5 <= 0.8), else 1x (process 2: 1.2 > 1)
+    assert ig["goals_met"] == {"floor<=1.05": 1, "peer-best<=1": 1, "peer-best<=0.8 where above floor": 1}
     gig = summary["gig_cnn_16"]
     assert gig["processes"] == 1 and gig["ratios"]["floor@N"]["values"] == [1.5]
     assert gig["goals_met"] == {"floor@N<=1.15": 0}  # no peer at 16 paths: only the floor's goal
