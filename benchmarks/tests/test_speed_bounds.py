@@ -109,7 +109,7 @@ def test_stalled_plan_timing_primes_the_planner_and_ends_measured():
 
 
 def test_process_spread_summary_counts_the_processes_that_meet_each_goal():
-    from pathattr_bench.speed.processes import format_summary, goals_of, summarize
+    from pathattr_bench.speed.processes import format_summary, goals_of, summarize, versions_in
 
     def rec(row, **wall):
         return {"row": row, "wall": wall, "cpu": wall}
@@ -138,3 +138,4 @@ def test_process_spread_summary_counts_the_processes_that_meet_each_goal():
     before = [[dict(rec("ig_mlp_1", after=1.0, floor=1.0, peer=1.0), wall=dict(after=1.0, before=3.0, floor=1.0,
                                                                             peer=1.0))]]
     assert summarize(before, "before")[0]["ratios"]["floor"]["values"] == [3.0]
+    assert versions_in(before) == ("before", "after") and versions_in(runs) == ("after",)

@@ -98,6 +98,11 @@ def summarize(runs: Sequence[Sequence[dict[str, Any]]], version: str = "after") 
     return out
 
 
+def versions_in(runs: Sequence[Sequence[dict[str, Any]]]) -> tuple[str, ...]:
+    """``("before", "after")`` if the runs timed a previous version too, else ``("after",)``."""
+    return ("before", "after") if any("before" in rec["wall"] for records in runs for rec in records) else ("after",)
+
+
 def run_processes(rows: str, processes: int, repeats: int, malloc: str = "default", before_tree: str | None = None,
                   python: str = sys.executable) -> list[list[dict[str, Any]]]:
     """Run ``before_after`` on ``rows`` in ``processes`` fresh processes, one after another: the working tree, and
@@ -147,11 +152,11 @@ def main(argv: list[str] | None = None) -> None:
     print(f"load {os.getloadavg()}", flush=True)
     if a.from_json:
         runs = json.loads(Path(a.from_json).read_text())["runs"]
-        a.before_tree = a.before_tree or ("x" if any("before" in r["wall"] for p in runs for r in p) else None)
     else:
+        if not a.rows:
+            ap.error("give the rows to run (or --from-json)")
         runs = run_processes(a.rows, a.processes, a.repeats, a.malloc, a.before_tree)
-    summary = [item for v in (("after",) if a.before_tree is None else ("before", "after"))
-               for item in summarize(runs, v)]
+    summary = [item for version in versions_in(runs) for item in summarize(runs, version)]
     print(format_summary(summary))
     print(f"load {os.getloadavg()}", flush=True)
     if a.json:
