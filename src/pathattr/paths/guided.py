@@ -35,6 +35,11 @@ from .base import SequentialPath, StepEvaluation
 #: separate torch parallel region whose thread barrier costs far more than the pass itself on a busy machine
 #: (measured on 2 shared cores, 224x224x3 features: 7-12 ms per step with NumPy, 40-65 ms with torch).
 NUMPY_MAX_ELEMENTS = 1 << 62
+#: the NumPy step of several paths works on blocks of whole paths with at most this many elements (at least one
+#: path per block): a step makes ~60 passes over its ``[P, N]`` arrays (~113 bytes per element in all), and a block
+#: whose arrays stay in the CPU's caches between passes is faster than one batch that streams from memory
+#: (measured, 4 paths of 224x224x3 features: 1.7-1.8 ms per path alone, 11.3-11.8 ms for the four together)
+NUMPY_BLOCK_ELEMENTS = 1 << 17
 #: tolerance of the "target L1 distance reached" test (PAIR's ``EPSILON``; ``math.isclose`` semantics)
 EPSILON = 1e-9
 
@@ -137,10 +142,36 @@ def guided_ig_step(
         z, iterations = _single_path_step(point.detach().numpy()[0], x, b, d, safe, gradients.detach().numpy()[0],
                                           a_lo, a_hi, float(goal[0]), kth)
         return torch.from_numpy(z).unsqueeze(0), iterations
+    if use_numpy:
+        rows = max(1, NUMPY_BLOCK_ELEMENTS // max(n, 1))
+        if n_paths > rows:  # blocks of whole paths: the same arithmetic per path, in the caches
+            return _numpy_step_in_blocks(point, inputs, baselines, diff, safe_diff, gradients, a_lo, a_hi, goal,
+                                         kth, rows, workspace)
     ops: _Ops = _NumpyOps(workspace) if use_numpy else _TorchOps()
     state = ops.start(point, inputs, baselines, diff, safe_diff, gradients, a_lo, a_hi)
     iterations = _inner_loop(ops, state, goal, kth, n)
     return ops.finish(state), iterations
+
+
+def _numpy_step_in_blocks(point: Tensor, inputs: Tensor, baselines: Tensor, diff: Tensor, safe_diff: Tensor,
+                          gradients: Tensor, a_lo: float, a_hi: float, goal: np.ndarray, kth: int, rows: int,
+                          workspace: dict | None) -> tuple[Tensor, int]:
+    """The NumPy step of :func:`guided_ig_step` on blocks of ``rows`` paths, one after another, each written into
+    its rows of the new point (every path's step depends on its own row only, so the points are those of one
+    batch)."""
+    n_paths = point.shape[0]
+    new = torch.empty_like(point)
+    out = new.numpy()
+    iterations = 0
+    for lo in range(0, n_paths, rows):
+        hi = min(n_paths, lo + rows)
+        block_ws = None if workspace is None else workspace.setdefault(("block", hi - lo), {})
+        ops = _NumpyOps(block_ws, out=out[lo:hi])
+        state = ops.start(point[lo:hi], inputs[lo:hi], baselines[lo:hi], diff[lo:hi], safe_diff[lo:hi],
+                          gradients[lo:hi], a_lo, a_hi)
+        iterations = max(iterations, _inner_loop(ops, state, goal[lo:hi], kth, point.shape[1]))
+        ops.finish(state)
+    return new, iterations
 
 
 def _host_arrays(workspace: dict | None, name: str, tensors: tuple[Tensor, ...]) -> tuple[np.ndarray, ...]:
@@ -343,8 +374,9 @@ class _NumpyOps(_Ops):
     """CPU backend: NumPy views of the tensors, scratch arrays reused across steps (``workspace``), masked
     updates as branch-free bit selections."""
 
-    def __init__(self, workspace: dict | None = None) -> None:
+    def __init__(self, workspace: dict | None = None, out: np.ndarray | None = None) -> None:
         self.ws = {} if workspace is None else workspace
+        self.out = out  # where the new point goes (default: a new array)
 
     def buf(self, name: str, shape: tuple, dtype) -> np.ndarray:
         a = self.ws.get(name)
@@ -358,7 +390,9 @@ class _NumpyOps(_Ops):
         shape = z0.shape
         z_hi = np.multiply(d, a_hi, out=self.buf("z_hi", shape, z0.dtype))
         z_hi += b  # PAIR: b + (x - b) * alpha, same rounding
-        z = z0.copy()  # the new point (returned; never a scratch array)
+        z = z0.copy() if self.out is None else self.out  # the new point (returned; never a scratch array)
+        if self.out is not None:
+            np.copyto(z, z0)
         work = self.buf("work", shape, z0.dtype)
         scratch = self.buf("scratch", shape, z0.dtype)
         ones = self.buf("ones", shape, np.uint64)
@@ -375,11 +409,19 @@ class _NumpyOps(_Ops):
         g = gradients.detach().numpy()
         ranked = np.abs(g, out=self.buf("ranked", shape, g.dtype))  # PAIR's selection copy, +inf on marked
         marked = np.equal(room, 0, out=self.buf("mask", shape, np.bool_))
-        _select_into(ranked, np.inf, marked, None, self.buf("scratch_r", shape, g.dtype))
+        if marked.any():  # mostly none: only features with x == b, and features at x once the band reaches it
+            marked_ones = None if marked.size < BIT_SELECT_MIN_ELEMENTS else self.ones_for(marked, ranked.dtype)
+            _select_into(ranked, np.inf, marked, marked_ones, self.buf("scratch_r", shape, g.dtype))
         np.subtract(z, x, out=work)
         np.abs(work, out=work)
         return {"z": z, "z_hi": z_hi, "room": room, "ranked": ranked, "current": work.sum(1), "work": work,
                 "scratch": scratch, "ones": ones, "moving": None, "gamma": np.zeros(shape[0])}
+
+    def ones_for(self, mask: np.ndarray, dtype: np.dtype) -> np.ndarray:
+        """:func:`_ones_where` of ``mask`` for arrays of ``dtype``, in a kept buffer (no fresh memory)."""
+        itemsize = np.dtype(dtype).itemsize
+        name = "ones" if itemsize == 8 else f"ones{itemsize}"  # 64-bit: the step's own ones array
+        return _ones_where(mask, itemsize, self.buf(name, mask.shape, _UINT[itemsize]))
 
     def largest(self, state):
         return _LARGEST[state["ranked"].dtype]
@@ -404,16 +446,26 @@ class _NumpyOps(_Ops):
         return state["work"].sum(1)
 
     def mark_partial(self, state, rows, gamma):
-        part = state["mask"] & rows[:, None]  # a copy: the mask array is reused by the next select
-        state["moving"] = part if state["moving"] is None else state["moving"] | part
+        mask = state["mask"]  # reused by the next select: what is kept is a copy
+        if state["moving"] is None:
+            state["moving"] = mask.copy() if rows.all() else mask & rows[:, None]
+        else:
+            state["moving"] |= mask & rows[:, None]
         state["gamma"][rows] = gamma[rows]
 
     def saturate(self, state, rows):
         every = bool(rows.all())
         grow = state["mask"] if every else state["mask"] & rows[:, None]
-        big = grow.size >= BIT_SELECT_MIN_ELEMENTS
-        _select_into(state["z"], state["z_hi"], grow, state["ones"] if every and big else None, state["scratch"])
-        _select_into(state["ranked"], np.inf, grow, None, self.buf("scratch_r", grow.shape, state["ranked"].dtype))
+        ranked = state["ranked"]
+        if grow.size < BIT_SELECT_MIN_ELEMENTS:
+            _select_into(state["z"], state["z_hi"], grow)
+            _select_into(ranked, np.inf, grow)
+            return
+        ones = state["ones"] if every else _ones_where(grow, 8, state["ones"])  # select() left the mask's there
+        _select_into(state["z"], state["z_hi"], grow, ones, state["scratch"])
+        # the same selection for the ranking's words: the low half of each 64-bit word of ``ones`` (a view)
+        ones_r = ones if ranked.itemsize == 8 else ones.view(_UINT[ranked.itemsize])[:, ::8 // ranked.itemsize]
+        _select_into(ranked, np.inf, grow, ones_r, self.buf("scratch_r", grow.shape, ranked.dtype))
 
     def finish(self, state):
         z = state["z"]
