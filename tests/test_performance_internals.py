@@ -62,12 +62,12 @@ def test_workspace_reuse_gives_the_same_path_as_fresh_steps(width):
 
 
 @pytest.mark.parametrize("grad_dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("block", [1, 2])  # paths per block: one at a time, and blocks of unequal size (2, 2, 1)
-def test_numpy_steps_in_blocks_of_paths_give_the_batched_points(monkeypatch, grad_dtype, block):
+@pytest.mark.parametrize("fraction", [0.25, 0.1])
+def test_numpy_steps_path_by_path_give_the_batched_points(monkeypatch, grad_dtype, fraction):
     # 5 paths of 6000 features (bit selections), one of them at its input already, a block of features with
     # x == b (marked at every step), integer gradients (many exact ties) and random ones, one path's gradient zero
     width, steps = 6000, 15
-    g = torch.Generator().manual_seed(block)
+    g = torch.Generator().manual_seed(int(fraction * 100))
     x = torch.rand(5, width, dtype=torch.float64, generator=g)
     b = torch.rand(5, width, dtype=torch.float64, generator=g) * 0.2
     b[:, :40] = x[:, :40]
@@ -77,18 +77,18 @@ def test_numpy_steps_in_blocks_of_paths_give_the_batched_points(monkeypatch, gra
     for grad in grads:
         grad[1] = 0.0
     paths = {}
-    for name, elements in (("batched", 1 << 62), ("blocks", block * width)):
-        monkeypatch.setattr(guided_module, "NUMPY_BLOCK_ELEMENTS", elements)
-        path = GuidedPath(x, b, steps, 0.25, 0.05)
+    for name, min_features in (("batched", 1 << 62), ("pathwise", width)):
+        monkeypatch.setattr(guided_module, "NUMPY_PATHWISE_MIN_FEATURES", min_features)
+        path = GuidedPath(x, b, steps, fraction, 0.05)
         disps = [path.advance(grad, None, check_finite=False)[0] for grad in grads]
         paths[name] = (path, disps)
-    (batched, d_batched), (blocked, d_blocked) = paths["batched"], paths["blocks"]
-    for a, c in zip(d_batched, d_blocked):
+    (batched, d_batched), (pathwise, d_pathwise) = paths["batched"], paths["pathwise"]
+    for a, c in zip(d_batched, d_pathwise):
         torch.testing.assert_close(c, a, rtol=0, atol=1e-15)
-    torch.testing.assert_close(blocked.point, batched.point, rtol=0, atol=1e-12)
-    torch.testing.assert_close(blocked.point, x, rtol=0, atol=1e-12)  # every path reaches its input
-    assert blocked.max_inner_iterations == batched.max_inner_iterations
-    assert ("block", block) in blocked._workspace  # the blocks took their own, kept scratch arrays
+    torch.testing.assert_close(pathwise.point, batched.point, rtol=0, atol=1e-12)
+    torch.testing.assert_close(pathwise.point, x, rtol=0, atol=1e-12)  # every path reaches its input
+    assert pathwise.max_inner_iterations == batched.max_inner_iterations
+    assert "pathwise" in pathwise._workspace and "pathwise" not in batched._workspace  # each took its way
 
 
 @pytest.mark.parametrize(("width", "fraction", "max_dist", "dtype"),

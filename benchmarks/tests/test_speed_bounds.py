@@ -139,3 +139,12 @@ def test_process_spread_summary_counts_the_processes_that_meet_each_goal():
                                                                             peer=1.0))]]
     assert summarize(before, "before")[0]["ratios"]["floor"]["values"] == [3.0]
     assert versions_in(before) == ("before", "after") and versions_in(runs) == ("after",)
+
+
+def test_guided_step_timing_runs_each_version_and_compares_their_points():
+    from pathattr.paths import guided
+    from pathattr_bench.speed.guided_step import time_steps
+
+    r = time_steps({"before": guided, "after": guided}, 3, 300, steps=4, repeats=2, share=0.1)
+    assert set(r["per_step"]) == {"before", "after"} and all(v > 0 for v in r["per_step"].values())
+    assert r["max_difference"] == 0.0  # the same module on the same gradients

@@ -35,11 +35,12 @@ from .base import SequentialPath, StepEvaluation
 #: separate torch parallel region whose thread barrier costs far more than the pass itself on a busy machine
 #: (measured on 2 shared cores, 224x224x3 features: 7-12 ms per step with NumPy, 40-65 ms with torch).
 NUMPY_MAX_ELEMENTS = 1 << 62
-#: the NumPy step of several paths works on blocks of whole paths with at most this many elements (at least one
-#: path per block): a step makes ~60 passes over its ``[P, N]`` arrays (~113 bytes per element in all), and a block
-#: whose arrays stay in the CPU's caches between passes is faster than one batch that streams from memory
-#: (measured, 4 paths of 224x224x3 features: 1.7-1.8 ms per path alone, 11.3-11.8 ms for the four together)
-NUMPY_BLOCK_ELEMENTS = 1 << 17
+#: the NumPy step of several paths with at least this many features each steps one path at a time: a step makes
+#: ~60 passes over its ``[P, N]`` arrays (~113 bytes per element in all), and one path's arrays stay in the CPU's
+#: caches between passes where a batch of large paths streams from memory (measured on 2 shared EPYC cores with
+#: ``pathattr_bench.speed.guided_step``: 0.63-0.69x the time per step for 4 paths of 224x224x3 features, 0.65-0.81x
+#: for 8 of 50176, about the same for 8 of 16384; 16 paths of 12288 took 3.6 ms batched, 7.2 ms path by path)
+NUMPY_PATHWISE_MIN_FEATURES = 1 << 14
 #: tolerance of the "target L1 distance reached" test (PAIR's ``EPSILON``; ``math.isclose`` semantics)
 EPSILON = 1e-9
 
@@ -142,34 +143,30 @@ def guided_ig_step(
         z, iterations = _single_path_step(point.detach().numpy()[0], x, b, d, safe, gradients.detach().numpy()[0],
                                           a_lo, a_hi, float(goal[0]), kth)
         return torch.from_numpy(z).unsqueeze(0), iterations
-    if use_numpy:
-        rows = max(1, NUMPY_BLOCK_ELEMENTS // max(n, 1))
-        if n_paths > rows:  # blocks of whole paths: the same arithmetic per path, in the caches
-            return _numpy_step_in_blocks(point, inputs, baselines, diff, safe_diff, gradients, a_lo, a_hi, goal,
-                                         kth, rows, workspace)
+    if use_numpy and n_paths > 1 and n >= NUMPY_PATHWISE_MIN_FEATURES:  # the same arithmetic, in the caches
+        return _numpy_step_pathwise(point, inputs, baselines, diff, safe_diff, gradients, a_lo, a_hi, goal, kth,
+                                    workspace)
     ops: _Ops = _NumpyOps(workspace) if use_numpy else _TorchOps()
     state = ops.start(point, inputs, baselines, diff, safe_diff, gradients, a_lo, a_hi)
     iterations = _inner_loop(ops, state, goal, kth, n)
     return ops.finish(state), iterations
 
 
-def _numpy_step_in_blocks(point: Tensor, inputs: Tensor, baselines: Tensor, diff: Tensor, safe_diff: Tensor,
-                          gradients: Tensor, a_lo: float, a_hi: float, goal: np.ndarray, kth: int, rows: int,
-                          workspace: dict | None) -> tuple[Tensor, int]:
-    """The NumPy step of :func:`guided_ig_step` on blocks of ``rows`` paths, one after another, each written into
-    its rows of the new point (every path's step depends on its own row only, so the points are those of one
-    batch)."""
-    n_paths = point.shape[0]
+def _numpy_step_pathwise(point: Tensor, inputs: Tensor, baselines: Tensor, diff: Tensor, safe_diff: Tensor,
+                         gradients: Tensor, a_lo: float, a_hi: float, goal: np.ndarray, kth: int,
+                         workspace: dict | None) -> tuple[Tensor, int]:
+    """The NumPy step of :func:`guided_ig_step` one path at a time, each written into its row of the new point
+    with the scratch arrays of one path (a path's step depends on its own row only: the points of one batch)."""
     new = torch.empty_like(point)
     out = new.numpy()
+    path_ws = None if workspace is None else workspace.setdefault("pathwise", {})
     iterations = 0
-    for lo in range(0, n_paths, rows):
-        hi = min(n_paths, lo + rows)
-        block_ws = None if workspace is None else workspace.setdefault(("block", hi - lo), {})
-        ops = _NumpyOps(block_ws, out=out[lo:hi])
-        state = ops.start(point[lo:hi], inputs[lo:hi], baselines[lo:hi], diff[lo:hi], safe_diff[lo:hi],
-                          gradients[lo:hi], a_lo, a_hi)
-        iterations = max(iterations, _inner_loop(ops, state, goal[lo:hi], kth, point.shape[1]))
+    for p in range(point.shape[0]):
+        row = slice(p, p + 1)
+        ops = _NumpyOps(path_ws, out=out[row])
+        state = ops.start(point[row], inputs[row], baselines[row], diff[row], safe_diff[row], gradients[row],
+                          a_lo, a_hi)
+        iterations = max(iterations, _inner_loop(ops, state, goal[row], kth, point.shape[1]))
         ops.finish(state)
     return new, iterations
 
