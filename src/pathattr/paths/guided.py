@@ -15,7 +15,8 @@ features, features already at the band ceiling counting as ``+inf``; every not-y
 path keeps its own point, ranking and inner-loop state; the loop over inner iterations runs until every path has
 finished its step (at most ``N + 1`` iterations, see :func:`guided_ig_step`) and costs one k-th-smallest
 selection over ``[P, N]`` per iteration (no sort). Feature-wise work runs in torch (in place, on any device) or,
-for small CPU problems, on NumPy views of the same memory; per-path scalars are kept on the host.
+on CPU, on NumPy views of the same memory (paths of at least :data:`NUMPY_PATHWISE_MIN_FEATURES` features one at a
+time, so that a path's arrays stay in the caches); per-path scalars are kept on the host.
 """
 
 from __future__ import annotations
@@ -687,6 +688,7 @@ class GuidedPath(SequentialPath):
 __all__ = [
     "EPSILON",
     "NUMPY_MAX_ELEMENTS",
+    "NUMPY_PATHWISE_MIN_FEATURES",
     "GuidedPath",
     "check_guided_arguments",
     "flatten_features",
