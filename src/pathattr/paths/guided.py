@@ -388,8 +388,10 @@ class _NumpyOps(_Ops):
         shape = z0.shape
         z_hi = np.multiply(d, a_hi, out=self.buf("z_hi", shape, z0.dtype))
         z_hi += b  # PAIR: b + (x - b) * alpha, same rounding
-        z = z0.copy() if self.out is None else self.out  # the new point (returned; never a scratch array)
-        if self.out is not None:
+        if self.out is None:  # the new point (returned; never a scratch array)
+            z = z0.copy()
+        else:
+            z = self.out
             np.copyto(z, z0)
         work = self.buf("work", shape, z0.dtype)
         scratch = self.buf("scratch", shape, z0.dtype)
