@@ -148,3 +148,30 @@ def test_guided_step_timing_runs_each_version_and_compares_their_points():
     r = time_steps({"before": guided, "after": guided}, 3, 300, steps=4, repeats=2, share=0.1)
     assert set(r["per_step"]) == {"before", "after"} and all(v > 0 for v in r["per_step"].values())
     assert r["max_difference"] == 0.0  # the same module on the same gradients
+
+
+def test_call_pieces_stamps_every_stage_of_an_ig_call_and_restores_them():
+    import importlib
+
+    from pathattr.forward import ModelFunction
+    from pathattr_bench.speed.call_pieces import STAGES, stamped, time_pieces
+
+    originals = {(m, a): importlib.import_module(m) for m, a, _ in STAGES}
+    before = {k: _attribute(mod, k[1]) for k, mod in originals.items()}
+    r = time_pieces("linear", 2, steps=4, repeats=3)
+    md = r["median"]
+    assert md["floor"] > 0 and md["gradients"] > 0 and md["outside"] > 0
+    assert md["call"] >= md["gradients"]
+    entered = {k.split()[1] for k in r["stages"]}
+    assert entered >= {label + ">" for _, _, label in STAGES}  # every stage runs inside an IG call
+    assert next(iter(r["stages"])).startswith("start ") and list(r["stages"])[-1].endswith(" end")
+    with pytest.raises(RuntimeError), stamped([]):
+        assert hasattr(ModelFunction.gradients, "__wrapped__")
+        raise RuntimeError
+    assert {k: _attribute(mod, k[1]) for k, mod in originals.items()} == before  # put back, also after an error
+
+
+def _attribute(owner, path):
+    for name in path.split("."):
+        owner = getattr(owner, name)
+    return owner
