@@ -5,9 +5,10 @@ interleaved in one process with the floor (the same rows' plain forward + backwa
 
 Each stage of :meth:`pathattr.IntegratedGradients.attribute` (baselines, path points, the model call, the weighted
 sums, the result) is wrapped with a time stamp at its entry and exit, for the measured calls only (the wrappers are
-removed afterwards). A line per model and number of examples gives the median floor, the median model call inside
-pathattr (:meth:`ModelFunction.gradients`) and the median of the rest of the call. With ``--stages`` it also prints
-the median time between consecutive stamps.
+removed afterwards; the stamps themselves add about 1 us each). A line per model and number of examples gives the
+median floor, the median time of the model calls inside pathattr (:meth:`ModelFunction.gradients`) and the median of
+the rest of the call. With ``--stages`` it also prints the median time between consecutive stamps. The floor is one
+call of all rows unless ``--floor-batch`` says otherwise (on the small CNN pathattr runs smaller chunks).
 
 ``linear`` is ``nn.Linear(64, 10)`` on the MLP's inputs: the same pathattr work on rows of the same size next to
 almost no model work. Comparing it with ``mlp`` shows how much of the time outside the model comes from the rows'
@@ -89,15 +90,17 @@ def bench_model(name: str) -> tuple[nn.Module, tuple[int, ...]]:
     return model.eval(), shape
 
 
-def time_pieces(name: str, n: int, steps: int = 50, repeats: int = 100) -> dict[str, Any]:
-    """Median seconds of the floor, of pathattr's model call and of the rest of its IG call (per call: the whole
-    call minus its model calls), and the median time between consecutive stage stamps, for ``n`` examples of
-    model ``name`` at ``steps`` Gauss-Legendre nodes (target 0, zero baseline, automatic plan)."""
+def time_pieces(name: str, n: int, steps: int = 50, repeats: int = 100, floor_batch: int | None = None
+                ) -> dict[str, Any]:
+    """Median seconds of the floor (the ``n * steps`` rows in calls of ``floor_batch`` rows, default all in one
+    call), of pathattr's model calls and of the rest of its IG call (per call: the whole call minus its model
+    calls), and the median time between consecutive stage stamps, for ``n`` examples of model ``name`` at
+    ``steps`` Gauss-Legendre nodes (target 0, zero baseline, automatic plan)."""
     from pathattr import IntegratedGradients
 
     model, shape = bench_model(name)
     x = make_inputs("cnn" if name == "cnn" else "mlp", shape, n)
-    floor = floor_fn(model, shape, n * steps, n * steps)
+    floor = floor_fn(model, shape, n * steps, floor_batch or n * steps)
     marks: list[tuple[str, float]] = []
 
     def ours() -> None:
@@ -134,12 +137,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--examples", default="1,4,16", help="comma-separated numbers of examples")
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--repeats", type=int, default=100)
+    ap.add_argument("--floor-batch", type=int, default=None,
+                    help="rows per floor call (default: all rows in one call; give the model's best batch for the cnn)")
     ap.add_argument("--stages", action="store_true", help="also print the time between consecutive stamps")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     for name in a.models.split(","):
         for n in (int(v) for v in a.examples.split(",")):
-            r = time_pieces(name, n, a.steps, a.repeats)
+            r = time_pieces(name, n, a.steps, a.repeats, a.floor_batch)
             md = r["median"]
             print(f"{name}, {n} example(s): floor {md['floor'] * 1e3:.3f} ms, pathattr's model call "
                   f"{md['gradients'] * 1e3:.3f} ms, outside it {md['outside'] * 1e6:.0f} us, "
